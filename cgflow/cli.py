@@ -1,0 +1,214 @@
+"""Command line: ``cgflow run | status | show``.
+
+Exit codes: 0 success, 1 a computation failed, 2 invalid spec or usage,
+3 the store was refused (another spec, in use), 130 interrupted (re-run the same
+command to resume).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+
+EXIT_FAILED, EXIT_USAGE, EXIT_STORE, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _fail(message: str, code: int) -> "NoReturn":  # noqa: F821
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cgflow")
+def main() -> None:
+    """cgflow: learn macroscopic evolution equations from microscopic simulations, on Dask."""
+
+
+# --------------------------------------------------------------------------- run
+
+@main.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value, e.g. --set ensemble.replicas.block=32 (typed: numbers, lists, booleans).")
+@click.option("--store", type=click.Path(file_okay=False), help="Zarr store of the run [default: <name>.zarr].")
+@click.option("--workers", type=click.IntRange(min=1), help="Local worker processes [default: one per core].")
+@click.option("--scheduler", metavar="ADDR", help="Attach to a running dask scheduler, e.g. tcp://scheduler:8786.")
+@click.option("--scheduler-file", type=click.Path(dir_okay=False), help="Attach to the scheduler described by this file.")
+@click.option("--restart", is_flag=True, help="Discard the store's contents and start over.")
+@click.option("--dry-run", is_flag=True, help="Print tasks, store layout and cost estimate; compute nothing.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+@click.option("--dashboard-address", default="127.0.0.1:8787", show_default=True, help="Dashboard of a local cluster.")
+def run(spec_path, overrides, store, workers, scheduler, scheduler_file, restart, dry_run, progress, dashboard_address):
+    """Run the workflow SPEC (YAML); re-running the same command resumes."""
+    from .spec import SpecError, load_spec
+
+    if sum(x is not None for x in (workers, scheduler, scheduler_file)) > 1:
+        _fail("Error: --workers, --scheduler and --scheduler-file are mutually exclusive", EXIT_USAGE)
+    if scheduler_file is not None and not Path(scheduler_file).is_file():
+        _fail(f"Error: --scheduler-file {scheduler_file}: no such file", EXIT_USAGE)
+    try:
+        spec = load_spec(spec_path, overrides)
+    except SpecError as exc:
+        _fail(f"invalid spec:\n{exc}", EXIT_USAGE)
+
+    from .engine.store import StoreError
+    from .methods import build_stages
+
+    stages = build_stages(spec)
+    store_path = Path(store or f"{spec.name}.zarr")
+    if dry_run:
+        _dry_run(spec, stages, store_path, restart)
+        return
+    try:
+        _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, progress, dashboard_address)
+    except StoreError as exc:
+        _fail(f"refused: {exc}", EXIT_STORE)
+
+
+def _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, progress, dashboard_address):
+    from .engine import store as st
+    from .engine.execute import connect, run_sweep
+
+    st.check_store(store_path, spec, restart)  # refuse before touching anything
+    with st.StoreLock(store_path):
+        state = st.prepare_store(store_path, spec, restart)
+        runs = st.read_attrs(store_path).get("runs", [])
+        run_index = len(runs) + 1
+        for stage in stages:
+            if state == "new" or not st.stage_ready(store_path, stage.name):
+                st.create_stage(store_path, stage)
+        record = {"index": run_index, "started": _now(), "status": "running", "stages": {}}
+        st.update_attrs(store_path, runs=runs + [record])
+        click.echo(f"cgflow {__version__}: {spec.name} ({spec.method}), spec {spec.hash[:12]}, store {store_path} ({'resuming' if state == 'resume' else 'new'})")
+        status, code = "complete", 0
+        try:
+            with connect(workers, scheduler, scheduler_file, dashboard_address) as client:
+                threads = sum(client.nthreads().values())
+                record["workers"] = len(client.nthreads())
+                record["scheduler"] = client.scheduler.address
+                click.echo(f"dashboard: {client.dashboard_link}  ({len(client.nthreads())} workers, {threads} threads)")
+                for stage in stages:
+                    report = run_sweep(client, str(store_path), stage, run_index, progress=progress)
+                    record["stages"][stage.name] = {
+                        "computed": report.computed,
+                        "skipped": report.skipped,
+                        "work": report.work,
+                        "wall_seconds": round(report.wall_seconds, 3),
+                        "compute_seconds": round(report.compute_seconds, 3),
+                    }
+                    _summary(report)
+        except KeyboardInterrupt:
+            status, code = "interrupted", EXIT_INTERRUPTED
+        except Exception as exc:
+            status, code = "failed", EXIT_FAILED
+            record["error"] = f"{type(exc).__name__}: {exc}"
+            click.echo(f"error: {exc}", err=True)
+        finally:
+            record.update(status=status, finished=_now())
+            st.update_attrs(store_path, runs=runs + [record])
+            st.consolidate(store_path)
+    if status == "interrupted":
+        done = {name: s["computed"] for name, s in record["stages"].items()}
+        click.echo(f"interrupted; finished blocks are kept ({done or 'see cgflow status'}). Re-run the same command to resume.", err=True)
+    if code:
+        sys.exit(code)
+    click.echo(f"store: {store_path}   (xarray.open_datatree({str(store_path)!r}, engine='zarr') or cgflow.open_run)")
+
+
+def _summary(r) -> None:
+    rate = r.work / r.wall_seconds if r.wall_seconds else float("nan")
+    click.echo(
+        f"{r.stage}: {r.computed} blocks computed, {r.skipped} already done; "
+        f"{r.work:.3g} events in {r.wall_seconds:.1f} s wall ({rate:.3g} events/s); "
+        f"compute {r.compute_seconds:.1f} core-s, engine overhead {100 * r.overhead:.1f}%"
+    )
+
+
+def _dry_run(spec, stages, store_path, restart) -> None:
+    from .engine import store as st
+
+    click.echo(f"spec: {spec.source}  name {spec.name}  method {spec.method}  hash {spec.hash[:12]}")
+    try:
+        st.check_store(store_path, spec, restart)
+        state = "exists, would resume" if st.read_attrs(store_path) else "would be created"
+    except st.StoreError as exc:
+        state = f"would be refused: {exc}"
+    click.echo(f"store: {store_path} ({state})")
+    for stage in stages:
+        sw = stage.sweep
+        click.echo(
+            f"stage {stage.name}: {sw.n_points} points x {sw.n_blocks} blocks = {sw.n_tasks} tasks; "
+            f"{sw.block_size} replicas per block, {sw.n_replicas} per point"
+        )
+        events = stage.expected_events()
+        throughput = stage.measure_throughput()
+        core_s = events.sum() / throughput
+        click.echo(
+            f"cost: {events.sum():.3g} KMC events ({events.min():.3g}..{events.max():.3g} per point); "
+            f"measured {throughput:.3g} events/s on one core here -> {core_s:.3g} core-s = {core_s / 3600:.3g} core-hours"
+        )
+        for cores in (2, 64, 500):
+            click.echo(f"  wall on {cores:>3} cores (ideal): {_duration(core_s / min(cores, sw.n_tasks))}")
+        click.echo("layout:")
+        click.echo(f"  /{stage.name}")
+        click.echo("    " + str(stage.template()).replace("\n", "\n    "))
+        click.echo(f"  /{stage.name}/blocks  per-block statistics {list(sw.stats)} (point, block, ...), work (point, block)")
+        click.echo(f"  /{stage.name}/tasks   done, seconds (point, block)")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+# --------------------------------------------------------------------------- status / show
+
+@main.command()
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+def status(store):
+    """Blocks done/pending per stage, spec hash, versions, run history."""
+    from .engine import store as st
+
+    attrs = st.read_attrs(store)
+    if not attrs or "spec_hash" not in attrs:
+        _fail(f"{store} is not a cgflow store", EXIT_USAGE)
+    click.echo(f"store {store}: {attrs['name']} ({attrs['method']}), spec {attrs['spec_source']} hash {attrs['spec_hash'][:12]}")
+    click.echo(f"cgflow {attrs['versions'].get('cgflow')} commit {attrs.get('cgflow_git_commit')}; root seed {attrs['root_seed']}")
+    click.echo("versions: " + ", ".join(f"{k} {v}" for k, v in attrs["versions"].items()))
+    for name, counts in st.progress(store).items():
+        done, total = counts
+        state = "complete" if done == total else "incomplete"
+        click.echo(f"stage {name}: {done}/{total} blocks done, {total - done} pending ({state})")
+    for r in attrs.get("runs", []):
+        stages = ", ".join(f"{k}: {v['computed']} computed/{v['skipped']} skipped" for k, v in r.get("stages", {}).items())
+        click.echo(f"run {r['index']}: {r['status']} {r['started']} -> {r.get('finished', '?')} {stages}")
+
+
+@main.command()
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+def show(store):
+    """Print what the store holds, as xarray sees it."""
+    from .engine.store import StoreError, open_run
+
+    try:
+        tree = open_run(store)
+    except StoreError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    click.echo(tree)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

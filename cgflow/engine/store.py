@@ -1,0 +1,387 @@
+"""One Zarr v3 store per run: templates, region writes, done markers, provenance.
+
+Layout of a sweep stage ``S`` (every group readable with plain xarray)::
+
+    /                     attrs: spec text + hash, versions, git commit, seed, runs
+    /S                    coordinates of the sweep, per-replica arrays (optional),
+                          merged statistics  {stat}_count/_mean/_comoment (point, ...)
+    /S/blocks             per-block statistics and work counts (point, block, ...)
+    /S/tasks              bookkeeping: done (point, block) = invocation that finished
+                          the block (0 = pending), seconds = compute time
+
+The store is built once from templates (metadata only); each task then writes
+its own chunks in ``r+`` mode and finally its ``done`` marker, so a block is
+either marked done with all its data written, or recomputed on resume.
+Everything under ``/S`` and ``/S/blocks`` is deterministic; ``/S/tasks`` is not.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import getpass
+import importlib.metadata
+import json
+import os
+import shutil
+import socket
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+
+from .keys import RNG_SCHEME, BlockKey, stage_id
+from .stats import Moments
+from .types import BLOCK_DIM, POINT_DIM, REPLICA_DIM, Sweep, SweepStage
+
+__all__ = [
+    "StoreError",
+    "StoreLock",
+    "open_run",
+    "provenance",
+    "check_store",
+    "prepare_store",
+    "read_attrs",
+    "stage_ready",
+    "progress",
+    "create_stage",
+    "write_block",
+    "read_done",
+    "read_block_stats",
+    "write_merged_stats",
+    "update_attrs",
+    "consolidate",
+]
+
+LOCK_NAME = ".cgflow.lock"
+PACKAGES = ("cgflow", "numpy", "numba", "scipy", "xarray", "zarr", "dask", "distributed", "scikit-learn")
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used for this run (another spec, in use, not a cgflow store)."""
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------- lock
+
+class StoreLock:
+    """Exclusive lock on a store for the lifetime of one ``cgflow run``.
+
+    Uses ``flock`` on a file inside the store directory: the kernel drops it when
+    the process dies, so a killed run never leaves a stale lock behind.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def __enter__(self) -> "StoreLock":
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = self.path / LOCK_NAME
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise StoreError(f"store {self.path} is in use by another cgflow run ({holder}); wait for it to finish") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {_now()}".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+# --------------------------------------------------------------------------- provenance
+
+def _git_commit() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "describe", "--always", "--dirty", "--abbrev=40"],
+            capture_output=True, text=True, timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def provenance(spec: Any) -> dict[str, Any]:
+    """Root attributes that say exactly what produced the store."""
+    return {
+        "cgflow_store": 1,
+        "name": spec.name,
+        "method": spec.method,
+        "spec_source": spec.source,
+        "spec_text": spec.text,
+        "spec_resolved": spec.resolved_yaml,
+        "spec_hash": spec.hash,
+        "root_seed": spec.seed,
+        "rng_scheme": RNG_SCHEME,
+        "cgflow_git_commit": _git_commit(),
+        "versions": _versions(),
+        "created": _now(),
+        "created_by": f"{getpass.getuser()}@{socket.gethostname()}",
+        "runs": [],
+    }
+
+
+# --------------------------------------------------------------------------- open / prepare
+
+def _root_attrs(path: Path) -> dict | None:
+    meta = path / "zarr.json"
+    if not meta.exists():
+        return None
+    try:
+        return json.loads(meta.read_text()).get("attributes", {})
+    except (OSError, json.JSONDecodeError) as exc:
+        raise StoreError(f"{path} has an unreadable zarr.json: {exc}") from exc
+
+
+def open_run(path: str | os.PathLike) -> xr.DataTree:
+    """Open a cgflow store as an :class:`xarray.DataTree` (lazy, read-only)."""
+    path = Path(path)
+    if _root_attrs(path) is None:
+        raise StoreError(f"{path} is not a cgflow store (no zarr.json)")
+    return xr.open_datatree(path, engine="zarr", chunks={})
+
+
+def read_attrs(path: str | os.PathLike) -> dict:
+    """Root attributes of a store ({} if there is no store)."""
+    return _root_attrs(Path(path)) or {}
+
+
+def check_store(path: str | os.PathLike, spec: Any, restart: bool = False) -> None:
+    """Raise :class:`StoreError` unless ``path`` is absent, empty, or a store made by ``spec``.
+
+    With ``restart`` any existing cgflow store may be discarded, but a directory
+    that is not a cgflow store is still refused (it may be someone's data).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise StoreError(f"{path} exists and is not a directory")
+    attrs = _root_attrs(path)
+    others = [p for p in path.iterdir() if p.name != LOCK_NAME] if path.exists() else []
+    if attrs is None:
+        if others:
+            raise StoreError(f"{path} exists and is not a cgflow store; choose another --store")
+        return
+    if "spec_hash" not in attrs:
+        raise StoreError(f"{path} is a Zarr store but not a cgflow run; choose another --store")
+    if not restart and attrs["spec_hash"] != spec.hash:
+        raise StoreError(
+            f"store {path} was made by another spec (name {attrs.get('name')!r}, hash {attrs['spec_hash'][:12]}) "
+            f"than the one requested (name {spec.name!r}, hash {spec.hash[:12]}); "
+            "results are never mixed: use --restart to start over, or another --store"
+        )
+
+
+def prepare_store(path: str | os.PathLike, spec: Any, restart: bool = False) -> str:
+    """Create, resume or restart the store for ``spec``; return ``"new"`` or ``"resume"``.
+
+    Must be called with the :class:`StoreLock` held (checks again under it).
+    """
+    path = Path(path)
+    check_store(path, spec, restart)
+    if _root_attrs(path) is not None and not restart:
+        return "resume"
+    for p in path.iterdir():
+        if p.name != LOCK_NAME:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    root = zarr.open_group(path, mode="a", zarr_format=3)
+    root.attrs.update(provenance(spec))
+    return "new"
+
+
+def stage_ready(path: str | os.PathLike, stage: str) -> bool:
+    """Whether :func:`create_stage` completed for ``stage``."""
+    meta = Path(path) / stage / "zarr.json"
+    if not meta.exists():
+        return False
+    return bool(json.loads(meta.read_text()).get("attributes", {}).get("cgflow_ready"))
+
+
+def progress(path: str | os.PathLike) -> dict[str, tuple[int, int]]:
+    """``{stage: (blocks done, blocks total)}`` for every stage group with a task table."""
+    out = {}
+    root = zarr.open_group(str(path), mode="r", use_consolidated=False)
+    for name, group in root.groups():
+        if "tasks" in group and "done" in group["tasks"]:
+            done = np.asarray(group["tasks"]["done"][...])
+            out[name] = (int(np.count_nonzero(done)), int(done.size))
+    return out
+
+
+def update_attrs(path: str | os.PathLike, group: str = "", **attrs: Any) -> None:
+    g = zarr.open_group(path, mode="r+", path=group or None)
+    g.attrs.update(attrs)
+
+
+def consolidate(path: str | os.PathLike) -> None:
+    """Consolidate metadata so readers open the store with one request."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        zarr.consolidate_metadata(str(path))
+
+
+# --------------------------------------------------------------------------- templates
+
+def _lazy(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: Any) -> da.Array:
+    return da.zeros(shape, chunks=chunks, dtype=dtype)
+
+
+def _stats_vars(sweep: Sweep, per_block: bool) -> dict[str, tuple]:
+    lead = (POINT_DIM, BLOCK_DIM) if per_block else (POINT_DIM,)
+    shape = (sweep.n_points, sweep.n_blocks) if per_block else (sweep.n_points,)
+    one = (1,) * len(lead)
+    out = {}
+    for stat, (dim, size) in sweep.stats.items():
+        out[f"{stat}_count"] = (lead, _lazy(shape, one, np.int64))
+        out[f"{stat}_mean"] = (lead + (dim,), _lazy(shape + (size,), one + (size,), np.float64))
+        out[f"{stat}_comoment"] = (
+            lead + (dim, f"{dim}_b"),
+            _lazy(shape + (size, size), one + (size, size), np.float64),
+        )
+    return out
+
+
+def create_stage(path: str | os.PathLike, stage: SweepStage, attrs: Mapping[str, Any] | None = None) -> None:
+    """Write the metadata of stage ``stage.name`` and its ``blocks``/``tasks`` subgroups.
+
+    Only coordinates are written eagerly; data variables are templates that the
+    tasks fill region by region.
+    """
+    sweep = stage.sweep
+    science = stage.template()
+    for name, var in science.data_vars.items():
+        if REPLICA_DIM in var.dims and var.chunks is None:
+            raise ValueError(f"template variable {name!r} must be dask-backed, chunked by block along {REPLICA_DIM!r}")
+    merged = xr.Dataset(_stats_vars(sweep, per_block=False))
+    for name, var in merged.data_vars.items():
+        var.attrs["description"] = _describe(name, merged=True)
+    science = science.merge(merged)
+    science.attrs.update(
+        {
+            "stage": stage.name,
+            "stage_id": stage_id(stage.name),
+            "block_size": sweep.block_size,
+            "n_blocks": sweep.n_blocks,
+            "n_points": sweep.n_points,
+            "replicas_per_point": sweep.n_replicas,
+            **(attrs or {}),
+        }
+    )
+    science.to_zarr(path, group=stage.name, mode="w", compute=False, zarr_format=3, consolidated=False)
+
+    blocks = xr.Dataset(_stats_vars(sweep, per_block=True))
+    blocks["work"] = ((POINT_DIM, BLOCK_DIM), _lazy((sweep.n_points, sweep.n_blocks), (1, 1), np.int64))
+    blocks["work"].attrs["description"] = "elementary operations of the block (e.g. KMC events)"
+    for name, var in blocks.data_vars.items():
+        var.attrs.setdefault("description", _describe(name, merged=False))
+    blocks.to_zarr(path, group=f"{stage.name}/blocks", mode="w", compute=False, zarr_format=3, consolidated=False)
+
+    tasks = xr.Dataset(
+        {
+            "done": ((POINT_DIM, BLOCK_DIM), _lazy((sweep.n_points, sweep.n_blocks), (1, 1), np.int16)),
+            "seconds": ((POINT_DIM, BLOCK_DIM), _lazy((sweep.n_points, sweep.n_blocks), (1, 1), np.float64)),
+        }
+    )
+    tasks["done"].attrs["description"] = "0 = pending; k = finished by the k-th invocation of cgflow run on this store"
+    tasks["seconds"].attrs["description"] = "compute seconds of the block on its worker (excludes I/O)"
+    tasks.to_zarr(path, group=f"{stage.name}/tasks", mode="w", compute=False, zarr_format=3, consolidated=False)
+    update_attrs(path, stage.name, cgflow_ready=True)  # last: a half-built stage is rebuilt on resume
+
+
+def _describe(name: str, merged: bool) -> str:
+    stat, _, part = name.rpartition("_")
+    scope = "all replicas of the point, merged in block order" if merged else "the replicas of one block"
+    return {
+        "count": f"number of samples of '{stat}' over {scope}",
+        "mean": f"mean of '{stat}' over {scope}",
+        "comoment": f"co-moment sum (x - mean)(x - mean)^T of '{stat}' over {scope}; covariance = comoment / (count - 1)",
+    }[part]
+
+
+# --------------------------------------------------------------------------- task-side writes
+
+def write_block(
+    path: str | os.PathLike,
+    key: BlockKey,
+    sweep: Sweep,
+    out: "Any",
+    run_index: int,
+    seconds: float,
+) -> None:
+    """Write one block's arrays and statistics, then its done marker (last)."""
+    root = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+    group = root[key.stage]
+    p, b, bs = key.point, key.block, sweep.block_size
+    for name, data in out.arrays.items():
+        arr = group[name]
+        if data.shape[0] != bs:
+            raise ValueError(f"{key.name}: {name} has {data.shape[0]} rows, expected block size {bs}")
+        arr[p, b * bs:(b + 1) * bs, ...] = data
+    blocks = group["blocks"]
+    for stat, m in out.stats.items():
+        blocks[f"{stat}_count"][p, b] = m.count
+        blocks[f"{stat}_mean"][p, b, :] = m.mean
+        blocks[f"{stat}_comoment"][p, b, :, :] = m.comoment
+    blocks["work"][p, b] = out.work
+    tasks = group["tasks"]
+    tasks["seconds"][p, b] = seconds
+    tasks["done"][p, b] = run_index  # the marker goes last: a block marked done is complete
+
+
+# --------------------------------------------------------------------------- client-side reads / writes
+
+def read_done(path: str | os.PathLike, stage: str) -> np.ndarray:
+    """``done`` marker array ``(point, block)``; 0 means pending."""
+    root = zarr.open_group(str(path), mode="r", use_consolidated=False)
+    return np.asarray(root[f"{stage}/tasks/done"][...])
+
+
+def read_block_stats(path: str | os.PathLike, stage: str, sweep: Sweep, point: int, blocks: Iterable[int]) -> dict[int, dict[str, Moments]]:
+    """Statistics of finished blocks of one point, as stored by :func:`write_block`."""
+    root = zarr.open_group(str(path), mode="r", use_consolidated=False)
+    g = root[f"{stage}/blocks"]
+    blocks = list(blocks)
+    out: dict[int, dict[str, Moments]] = {b: {} for b in blocks}
+    for stat in sweep.stats:
+        count = g[f"{stat}_count"][point, :]
+        mean = g[f"{stat}_mean"][point, :, :]
+        com = g[f"{stat}_comoment"][point, :, :, :]
+        for b in blocks:
+            out[b][stat] = Moments(int(count[b]), np.array(mean[b]), np.array(com[b]))
+    return out
+
+
+def write_merged_stats(path: str | os.PathLike, stage: str, point: int, stats: Mapping[str, Moments]) -> None:
+    root = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+    g = root[stage]
+    for stat, m in stats.items():
+        g[f"{stat}_count"][point] = m.count
+        g[f"{stat}_mean"][point, :] = m.mean
+        g[f"{stat}_comoment"][point, :, :] = m.comoment

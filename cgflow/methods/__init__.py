@@ -1,0 +1,16 @@
+"""Coarse-graining methods: each is a package of stages built from a spec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["build_stages"]
+
+
+def build_stages(spec: Any) -> list:
+    """The stage objects of ``spec.method`` that ``spec.stages`` selects, in order."""
+    if spec.method == "fdr":
+        from .fdr import build_stages as fdr_stages
+
+        return fdr_stages(spec)
+    raise ValueError(f"unknown method {spec.method!r}")  # the spec validator rules this out

@@ -1,0 +1,268 @@
+"""Ensemble stage of fluctuation–dissipation operator discovery (seed 000, Algorithm 1, step 1–2).
+
+For every profile of the sweep, R = R1 x R2 replicas of the zero-range process
+are prepared from the local-equilibrium product measure of the profile, evolved
+for ``equilibrate`` (t_ini -> t_prep, Algorithm 1 line 3), continued R2 times for
+``decorrelate`` (t_prep -> t0, line 5) and then for ``h`` (t0 -> t0 + h, line 6).
+Per replica it records the projections on the hat functions
+
+    P_a(t) = sqrt(eps) * sum_i gamma_a(x_i) eta_i(t),   eps = 1/L,
+
+at t0 and t0 + h. The fluctuation fields of Algorithm 1 lines 15–16 are
+Y_a = P_a - E[P_a]; since the mean is only known once every replica is in, the
+store keeps P and the streaming statistics:
+
+* ``increment``: moments of dP = P(t0 + h) - P(t0); its covariance / (2h) is the
+  paper's estimator of <K gamma_a, gamma_b> (eq. 5, Algorithm 1 line 19);
+* ``state``: moments of P(t0) (static covariance: sqrt(eps)-scaled compressibility).
+
+Conventions: sites x_i = (i + 1/2)/L; nodes x_a = a/N (a = 0..N for closed ends,
+with half hats at the ends; a = 0..N-1 for periodic); lattice time = t * L**2.
+Hats are the paper's gamma_a(x) = max(0, 1 - N|x - x_a|) (Algorithm 1 line 12).
+The paper numbers hats a = 1..N with a half hat at x = 1 only; we keep both end
+half hats so the layout is symmetric, and downstream stages select interior nodes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from ...engine.keys import BlockKey, block_stream
+from ...engine.stats import Moments
+from ...engine.types import BlockOutput, Sweep
+from ...micro import zrp
+
+__all__ = ["ZRPEnsemble", "hat_weights", "project"]
+
+PREPARE, CONTINUE = 0, 1  # the two random streams of a block
+
+
+def hat_weights(sites: int, elements: int) -> np.ndarray:
+    """Rising hat weights u_j = (j + 1/2)/n over one element of n = L/N sites.
+
+    Over element e (sites e*n .. e*n + n - 1), hat e falls as 1 - u and hat e + 1
+    rises as u, so a projection is two dot products per element: O(L).
+    """
+    n = sites // elements
+    return (np.arange(n) + 0.5) / n
+
+
+def project(eta: np.ndarray, elements: int, periodic: bool) -> np.ndarray:
+    """P_a = sqrt(1/L) sum_i gamma_a(x_i) eta_i for every node; ``eta`` may be (..., L)."""
+    sites = eta.shape[-1]
+    u = hat_weights(sites, elements)
+    per_element = eta.reshape(eta.shape[:-1] + (elements, sites // elements)).astype(np.float64)
+    rising = per_element @ u  # contribution of element e to hat e + 1
+    falling = per_element.sum(axis=-1) - rising  # ... and to hat e
+    if periodic:
+        proj = falling + np.roll(rising, 1, axis=-1)
+    else:
+        zero = np.zeros(eta.shape[:-1] + (1,))
+        proj = np.concatenate([falling, zero], axis=-1) + np.concatenate([zero, rising], axis=-1)
+    return proj / np.sqrt(sites)
+
+
+@dataclass(frozen=True)
+class ZRPEnsemble:
+    """The ``ensemble`` sweep stage for the zero-range process (implements ``SweepStage``)."""
+
+    seed: int
+    sites: int
+    rate_exponent: int
+    periodic: bool
+    profile_kind: tuple[str, ...]
+    rho_mid: tuple[float, ...]
+    slope: tuple[float, ...]
+    elements: int
+    preparations: int
+    continuations: int
+    block_size: int
+    t_equilibrate: float
+    t_decorrelate: float
+    h: float
+    store_replicas: bool = False
+    name: str = "ensemble"
+
+    @classmethod
+    def from_spec(cls, spec) -> "ZRPEnsemble":
+        ens, micro = spec["ensemble"], spec["micro"]
+        profiles = spec.profiles
+        return cls(
+            seed=spec.seed,
+            sites=micro["sites"],
+            rate_exponent=micro["rate_exponent"],
+            periodic=micro["boundary"] == "periodic",
+            profile_kind=tuple(p.kind for p in profiles),
+            rho_mid=tuple(p.rho_mid for p in profiles),
+            slope=tuple(p.slope for p in profiles),
+            elements=ens["basis_functions"],
+            preparations=ens["replicas"]["preparations"],
+            continuations=ens["replicas"]["continuations"],
+            block_size=ens["replicas"]["block"],
+            t_equilibrate=ens["times"]["equilibrate"],
+            t_decorrelate=ens["times"]["decorrelate"],
+            h=ens["times"]["h"],
+            store_replicas=ens["store_replicas"],
+        )
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def n_nodes(self) -> int:
+        return self.elements if self.periodic else self.elements + 1
+
+    @property
+    def x_nodes(self) -> np.ndarray:
+        return np.arange(self.n_nodes) / self.elements
+
+    def density_profile(self, point: int) -> np.ndarray:
+        """rho(x_i) = rho_mid + slope (x_i - 1/2) at the lattice sites."""
+        x = zrp.site_positions(self.sites)
+        return self.rho_mid[point] + self.slope[point] * (x - 0.5)
+
+    @property
+    def hat_mass(self) -> np.ndarray:
+        """sum_i gamma_a(x_i): L/N inside, half that for the end half hats."""
+        m = np.full(self.n_nodes, self.sites / self.elements)
+        if not self.periodic:
+            m[[0, -1]] /= 2
+        return m
+
+    # ------------------------------------------------------------------ sweep
+    @property
+    def sweep(self) -> Sweep:
+        replicas = self.preparations * self.continuations
+        dim = ("node", self.n_nodes)
+        return Sweep(len(self.rho_mid), replicas // self.block_size, self.block_size, {"increment": dim, "state": dim})
+
+    @property
+    def times(self) -> np.ndarray:
+        t0 = self.t_equilibrate + self.t_decorrelate
+        return np.array([t0, t0 + self.h])
+
+    def template(self) -> xr.Dataset:
+        sweep = self.sweep
+        coords = {
+            "point": np.arange(sweep.n_points),
+            "profile": ("point", np.array(self.profile_kind, dtype=str)),
+            "rho_mid": ("point", np.array(self.rho_mid)),
+            "slope": ("point", np.array(self.slope)),
+            "node": np.arange(self.n_nodes),
+            "x_node": ("node", self.x_nodes),
+            "node_b": np.arange(self.n_nodes),
+            "time": ("time", self.times),
+        }
+        ds = xr.Dataset(coords=coords)
+        ds["time"].attrs = {"units": "macroscopic time; lattice time = t * sites**2", "labels": "t0, t0 + h"}
+        ds["rho_mid"].attrs["description"] = "profile density at x = 1/2"
+        ds["slope"].attrs["description"] = "profile slope s in rho(x) = rho_mid + s (x - 1/2)"
+        if self.store_replicas:
+            shape = (sweep.n_points, sweep.n_replicas, 2, self.n_nodes)
+            chunks = (1, self.block_size, 2, self.n_nodes)
+            dims = ("point", "replica", "time", "node")
+            ds["projection"] = (dims, da.zeros(shape, chunks=chunks))
+            ds["projection"].attrs["description"] = "P_a = sqrt(1/L) sum_i gamma_a(x_i) eta_i; Y_a = P_a - mean over replicas"
+            ds["local_density"] = (dims, da.zeros(shape, chunks=chunks))
+            ds["local_density"].attrs["description"] = "rho_a = sum_i gamma_a eta_i / sum_i gamma_a (Algorithm 1 line 17)"
+        ds.attrs.update(self.conventions())
+        return ds
+
+    def conventions(self) -> dict:
+        return {
+            "model": "zero-range process",
+            "sites": self.sites,
+            "rate_exponent": self.rate_exponent,
+            "rate": "g(k) = k**p (p = 0: 1 if k > 0); jump left/right with probability 1/2 each",
+            "boundary": "periodic" if self.periodic else "closed",
+            "time_scaling": "lattice time = macroscopic time * sites**2",
+            "site_positions": "x_i = (i + 1/2) / sites",
+            "basis_functions": self.elements,
+            "hats": "gamma_a(x) = max(0, 1 - N |x - a/N|), nodes a/N",
+            "preparations": self.preparations,
+            "continuations": self.continuations,
+            "t_equilibrate": self.t_equilibrate,
+            "t_decorrelate": self.t_decorrelate,
+            "h": self.h,
+            "streams": "block b: stream 0 prepares, stream 1 continues; a preparation shared by several blocks "
+            "is drawn from stream 0 of its first block",
+        }
+
+    # ------------------------------------------------------------------ one block
+    def _preparations_of(self, block: int) -> tuple[list[int], int, int]:
+        """(preparation indices, first continuation, continuations each) handled by ``block``."""
+        bs, rc = self.block_size, self.continuations
+        if bs >= rc:
+            per = bs // rc
+            return list(range(block * per, (block + 1) * per)), 0, rc
+        prep = block * bs // rc
+        return [prep], block * bs % rc, bs
+
+    def compute_block(self, point: int, block: int) -> BlockOutput:
+        bs, L, p = self.block_size, self.sites, self.rate_exponent
+        key = BlockKey(self.name, point, block)
+        preps, _, n_cont = self._preparations_of(block)
+        if self.block_size >= self.continuations:
+            prep_rng = block_stream(self.seed, key, PREPARE)
+        else:  # the preparation belongs to its first block; every block re-draws it identically
+            first = preps[0] * self.continuations // bs
+            prep_rng = block_stream(self.seed, BlockKey(self.name, point, first), PREPARE)
+        cont_rng = block_stream(self.seed, key, CONTINUE)
+
+        rho_sites = self.density_profile(point)
+        states = np.empty((bs, 2, L), dtype=np.int64)
+        work = 0
+        row = 0
+        for _ in preps:
+            eta = zrp.sample_product_measure(rho_sites, p, prep_rng)
+            work += zrp.run_zrp(eta, self.t_equilibrate * L**2, p, self.periodic, prep_rng)
+            for _ in range(n_cont):
+                state = eta.copy()
+                if self.t_decorrelate > 0:
+                    work += zrp.run_zrp(state, self.t_decorrelate * L**2, p, self.periodic, cont_rng)
+                states[row, 0] = state
+                work += zrp.run_zrp(state, self.h * L**2, p, self.periodic, cont_rng)
+                states[row, 1] = state
+                row += 1
+        proj = project(states, self.elements, self.periodic)  # (bs, 2, nodes)
+        stats = {
+            "increment": Moments.from_samples(proj[:, 1] - proj[:, 0]),
+            "state": Moments.from_samples(proj[:, 0]),
+        }
+        arrays = {}
+        if self.store_replicas:
+            arrays["projection"] = proj
+            arrays["local_density"] = proj * np.sqrt(L) / self.hat_mass
+        return BlockOutput(stats=stats, arrays=arrays, work=work)
+
+    def warmup(self) -> None:
+        """Compile the KMC kernels (numba caches them on disk for later processes)."""
+        rng = np.random.default_rng(0)
+        eta = zrp.sample_product_measure(np.full(16, 2.0), self.rate_exponent, rng)
+        zrp.run_zrp(eta, 1.0, self.rate_exponent, self.periodic, rng)
+
+    # ------------------------------------------------------------------ cost
+    def expected_events(self) -> np.ndarray:
+        """Expected KMC events per point: sum_i E[g(eta_i)] = sum_i phi(rho_i) per unit lattice time."""
+        L = self.sites
+        rate = np.array([zrp.fugacity(self.density_profile(i), self.rate_exponent).sum() for i in range(len(self.rho_mid))])
+        prep_runs = self.preparations * max(1, self.continuations // self.block_size)
+        per_point = prep_runs * self.t_equilibrate + self.preparations * self.continuations * (self.t_decorrelate + self.h)
+        return rate * per_point * L**2
+
+    def measure_throughput(self, seconds: float = 0.5) -> float:
+        """KMC events per second on one core at this lattice, measured now (after warm-up)."""
+        self.warmup()
+        rng = np.random.default_rng(1)
+        rho = np.full(self.sites, float(np.mean(self.rho_mid)))
+        eta = zrp.sample_product_measure(rho, self.rate_exponent, rng)
+        rate = zrp.fugacity(rho, self.rate_exponent).sum()
+        duration = 1e5 / rate
+        events, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            events += zrp.run_zrp(eta, duration, self.rate_exponent, self.periodic, rng)
+            duration *= 2
+        return events / (time.perf_counter() - start)
