@@ -109,7 +109,11 @@ def _merge(a: dict[str, Moments], b: dict[str, Moments]) -> dict[str, Moments]:
 def _progress(total: int, initial: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="block", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+    interactive = sys.stderr.isatty()
+    return tqdm(
+        total=total, initial=initial, desc=desc, unit="block", disable=not enabled, file=sys.stderr,
+        dynamic_ncols=True, mininterval=0.1 if interactive else 10.0,  # logs get a line every 10 s
+    )
 
 
 def run_sweep(
@@ -140,6 +144,8 @@ def run_sweep(
     threads = sum(client.nthreads().values()) or 1
     window = window or max(16, 4 * threads)
     token = uuid.uuid4().hex[:8]  # task keys unique per invocation, stable across retries
+    if pending:
+        client.run(stage.warmup)  # compile kernels on every worker before the clock starts
     start = time.perf_counter()
     work = 0
     compute_seconds = 0.0
@@ -156,8 +162,6 @@ def run_sweep(
             in_flight.add(future)
             futures.add(future)
 
-    if pending:
-        client.run(stage.warmup)
     bar = _progress(sweep.n_tasks, skipped, stage.name, progress)
     try:
         for _ in range(window):

@@ -58,7 +58,6 @@ __all__ = [
     "consolidate",
 ]
 
-LOCK_NAME = ".cgflow.lock"
 PACKAGES = ("cgflow", "numpy", "numba", "scipy", "xarray", "zarr", "dask", "distributed", "scikit-learn")
 
 
@@ -75,18 +74,22 @@ def _now() -> str:
 class StoreLock:
     """Exclusive lock on a store for the lifetime of one ``cgflow run``.
 
-    Uses ``flock`` on a file inside the store directory: the kernel drops it when
-    the process dies, so a killed run never leaves a stale lock behind.
+    Uses ``flock`` on a hidden file beside the store (``.NAME.lock``; inside the
+    store Zarr would take it for a broken node): the kernel drops the lock when the
+    process dies, so a killed run never leaves a stale lock behind.
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._fd: int | None = None
 
+    @property
+    def lock_file(self) -> Path:
+        return self.path.parent / f".{self.path.name}.lock"
+
     def __enter__(self) -> "StoreLock":
-        self.path.mkdir(parents=True, exist_ok=True)
-        lock = self.path / LOCK_NAME
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -184,7 +187,7 @@ def check_store(path: str | os.PathLike, spec: Any, restart: bool = False) -> No
     if path.exists() and not path.is_dir():
         raise StoreError(f"{path} exists and is not a directory")
     attrs = _root_attrs(path)
-    others = [p for p in path.iterdir() if p.name != LOCK_NAME] if path.exists() else []
+    others = list(path.iterdir()) if path.exists() else []
     if attrs is None:
         if others:
             raise StoreError(f"{path} exists and is not a cgflow store; choose another --store")
@@ -208,9 +211,8 @@ def prepare_store(path: str | os.PathLike, spec: Any, restart: bool = False) -> 
     check_store(path, spec, restart)
     if _root_attrs(path) is not None and not restart:
         return "resume"
-    for p in path.iterdir():
-        if p.name != LOCK_NAME:
-            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    for p in path.iterdir() if path.exists() else ():
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
     root = zarr.open_group(path, mode="a", zarr_format=3)
     root.attrs.update(provenance(spec))
     return "new"
@@ -300,7 +302,8 @@ def create_stage(path: str | os.PathLike, stage: SweepStage, attrs: Mapping[str,
     blocks["work"] = ((POINT_DIM, BLOCK_DIM), _lazy((sweep.n_points, sweep.n_blocks), (1, 1), np.int64))
     blocks["work"].attrs["description"] = "elementary operations of the block (e.g. KMC events)"
     for name, var in blocks.data_vars.items():
-        var.attrs.setdefault("description", _describe(name, merged=False))
+        if "description" not in var.attrs:
+            var.attrs["description"] = _describe(name, merged=False)
     blocks.to_zarr(path, group=f"{stage.name}/blocks", mode="w", compute=False, zarr_format=3, consolidated=False)
 
     tasks = xr.Dataset(

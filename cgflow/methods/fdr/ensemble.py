@@ -148,7 +148,7 @@ class ZRPEnsemble:
         sweep = self.sweep
         coords = {
             "point": np.arange(sweep.n_points),
-            "profile": ("point", np.array(self.profile_kind, dtype=str)),
+            "profile": ("point", np.array(self.profile_kind, dtype=object)),  # variable-length UTF-8 in Zarr v3
             "rho_mid": ("point", np.array(self.rho_mid)),
             "slope": ("point", np.array(self.slope)),
             "node": np.arange(self.n_nodes),
@@ -213,7 +213,7 @@ class ZRPEnsemble:
         cont_rng = block_stream(self.seed, key, CONTINUE)
 
         rho_sites = self.density_profile(point)
-        states = np.empty((bs, 2, L), dtype=np.int64)
+        proj = np.empty((bs, 2, self.n_nodes))  # projections at t0 and t0 + h: O(block) memory
         work = 0
         row = 0
         for _ in preps:
@@ -223,11 +223,10 @@ class ZRPEnsemble:
                 state = eta.copy()
                 if self.t_decorrelate > 0:
                     work += zrp.run_zrp(state, self.t_decorrelate * L**2, p, self.periodic, cont_rng)
-                states[row, 0] = state
+                proj[row, 0] = project(state, self.elements, self.periodic)
                 work += zrp.run_zrp(state, self.h * L**2, p, self.periodic, cont_rng)
-                states[row, 1] = state
+                proj[row, 1] = project(state, self.elements, self.periodic)
                 row += 1
-        proj = project(states, self.elements, self.periodic)  # (bs, 2, nodes)
         stats = {
             "increment": Moments.from_samples(proj[:, 1] - proj[:, 0]),
             "state": Moments.from_samples(proj[:, 0]),
