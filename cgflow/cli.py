@@ -96,7 +96,8 @@ def _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, 
                 record["scheduler"] = client.scheduler.address
                 click.echo(f"dashboard: {client.dashboard_link}  ({len(client.nthreads())} workers, {threads} threads)")
                 for stage in stages:
-                    report = run_sweep(client, str(store_path), stage, run_index, progress=progress)
+                    # absolute: workers resolve the path in their own working directory
+                    report = run_sweep(client, str(store_path.resolve()), stage, run_index, progress=progress)
                     record["stages"][stage.name] = {
                         "computed": report.computed,
                         "skipped": report.skipped,
@@ -149,19 +150,19 @@ def _dry_run(spec, stages, store_path, restart) -> None:
             f"{sw.block_size} replicas per block, {sw.n_replicas} per point"
         )
         events = stage.expected_events()
-        throughput = stage.measure_throughput()
+        throughput, how = stage.measure_throughput()
         core_s = events.sum() / throughput
         click.echo(
-            f"cost: {events.sum():.3g} KMC events ({events.min():.3g}..{events.max():.3g} per point); "
-            f"measured {throughput:.3g} events/s on one core here -> {core_s:.3g} core-s = {core_s / 3600:.3g} core-hours"
+            f"cost: {events.sum():.3g} KMC events expected ({events.min():.3g}..{events.max():.3g} per point); "
+            f"{throughput:.3g} events/s per core measured here ({how}) -> {core_s:.3g} core-s = {core_s / 3600:.3g} core-hours"
         )
         for cores in (2, 64, 500):
             click.echo(f"  wall on {cores:>3} cores (ideal): {_duration(core_s / min(cores, sw.n_tasks))}")
-        click.echo("layout:")
-        click.echo(f"  /{stage.name}")
-        click.echo("    " + str(stage.template()).replace("\n", "\n    "))
-        click.echo(f"  /{stage.name}/blocks  per-block statistics {list(sw.stats)} (point, block, ...), work (point, block)")
-        click.echo(f"  /{stage.name}/tasks   done, seconds (point, block)")
+        click.echo("layout (nothing written):")
+        for group, ds in st.stage_datasets(stage).items():
+            ds.attrs.clear()  # the attributes are listed by `cgflow show` once the run exists
+            click.echo(f"  /{group}")
+            click.echo("    " + str(ds).replace("\n", "\n    "))
 
 
 def _duration(seconds: float) -> str:

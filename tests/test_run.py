@@ -144,7 +144,7 @@ def test_sigint_then_resume(slow_spec, clean_store, tmp_path):
     kept = int(np.count_nonzero(done_before))
     assert 3 <= kept < 18
 
-    again = run_cli("run", str(slow_spec), "--store", str(store), "--workers", "2", "--no-progress")
+    again = run_cli("run", str(slow_spec), "--store", str(store), "--workers", "1", "--no-progress")  # fewer workers
     assert f"{18 - kept} blocks computed, {kept} already done" in again.stdout
     done_after = read_done(store, "ensemble")
     # blocks finished by run 1 were not recomputed: their marker still says run 1

@@ -49,6 +49,7 @@ __all__ = [
     "read_attrs",
     "stage_ready",
     "progress",
+    "stage_datasets",
     "create_stage",
     "write_block",
     "read_done",
@@ -270,11 +271,11 @@ def _stats_vars(sweep: Sweep, per_block: bool) -> dict[str, tuple]:
     return out
 
 
-def create_stage(path: str | os.PathLike, stage: SweepStage, attrs: Mapping[str, Any] | None = None) -> None:
-    """Write the metadata of stage ``stage.name`` and its ``blocks``/``tasks`` subgroups.
+def stage_datasets(stage: SweepStage, attrs: Mapping[str, Any] | None = None) -> dict[str, xr.Dataset]:
+    """The lazy datasets of a stage's groups: ``{group path: Dataset}`` (metadata only).
 
-    Only coordinates are written eagerly; data variables are templates that the
-    tasks fill region by region.
+    The stage's own template (coordinates and per-replica variables) plus the
+    merged statistics, the per-block statistics and the task bookkeeping.
     """
     sweep = stage.sweep
     science = stage.template()
@@ -296,25 +297,33 @@ def create_stage(path: str | os.PathLike, stage: SweepStage, attrs: Mapping[str,
             **(attrs or {}),
         }
     )
-    science.to_zarr(path, group=stage.name, mode="w", compute=False, zarr_format=3, consolidated=False)
 
     blocks = xr.Dataset(_stats_vars(sweep, per_block=True))
+    for name, var in blocks.data_vars.items():
+        var.attrs["description"] = _describe(name, merged=False)
     blocks["work"] = ((POINT_DIM, BLOCK_DIM), _lazy((sweep.n_points, sweep.n_blocks), (1, 1), np.int64))
     blocks["work"].attrs["description"] = "elementary operations of the block (e.g. KMC events)"
-    for name, var in blocks.data_vars.items():
-        if "description" not in var.attrs:
-            var.attrs["description"] = _describe(name, merged=False)
-    blocks.to_zarr(path, group=f"{stage.name}/blocks", mode="w", compute=False, zarr_format=3, consolidated=False)
 
+    shape, chunks = (sweep.n_points, sweep.n_blocks), (1, 1)
     tasks = xr.Dataset(
         {
-            "done": ((POINT_DIM, BLOCK_DIM), _lazy((sweep.n_points, sweep.n_blocks), (1, 1), np.int16)),
-            "seconds": ((POINT_DIM, BLOCK_DIM), _lazy((sweep.n_points, sweep.n_blocks), (1, 1), np.float64)),
+            "done": ((POINT_DIM, BLOCK_DIM), _lazy(shape, chunks, np.int16)),
+            "seconds": ((POINT_DIM, BLOCK_DIM), _lazy(shape, chunks, np.float64)),
         }
     )
     tasks["done"].attrs["description"] = "0 = pending; k = finished by the k-th invocation of cgflow run on this store"
     tasks["seconds"].attrs["description"] = "compute seconds of the block on its worker (excludes I/O)"
-    tasks.to_zarr(path, group=f"{stage.name}/tasks", mode="w", compute=False, zarr_format=3, consolidated=False)
+    return {stage.name: science, f"{stage.name}/blocks": blocks, f"{stage.name}/tasks": tasks}
+
+
+def create_stage(path: str | os.PathLike, stage: SweepStage, attrs: Mapping[str, Any] | None = None) -> None:
+    """Write the metadata of stage ``stage.name`` and its ``blocks``/``tasks`` subgroups.
+
+    Only coordinates are written eagerly; data variables are templates that the
+    tasks fill region by region.
+    """
+    for group, ds in stage_datasets(stage, attrs).items():  # parent first: mode "w" clears a group
+        ds.to_zarr(path, group=group, mode="w", compute=False, zarr_format=3, consolidated=False)
     update_attrs(path, stage.name, cgflow_ready=True)  # last: a half-built stage is rebuilt on resume
 
 
