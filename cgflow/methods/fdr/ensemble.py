@@ -239,9 +239,7 @@ class ZRPEnsemble:
 
     def warmup(self) -> None:
         """Compile the KMC kernels (numba caches them on disk for later processes)."""
-        rng = np.random.default_rng(0)
-        eta = zrp.sample_product_measure(np.full(16, 2.0), self.rate_exponent, rng)
-        zrp.run_zrp(eta, 1.0, self.rate_exponent, self.periodic, rng)
+        zrp.warmup()
 
     # ------------------------------------------------------------------ cost
     def expected_events(self) -> np.ndarray:
