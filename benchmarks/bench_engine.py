@@ -8,7 +8,7 @@ Usage::
 Everything is measured side by side in one run of this script (the machines are
 shared and noisy: compare the ratios, not absolute times). The sweep is the ZRP
 ensemble stage at L = 1000, rho = 7, p = 2 with a default block of 8 replicas
-(about 2 s of KMC per task), through the same engine calls ``cgflow run`` makes.
+(8 preparations of 100 lattice time units, about 2 s of KMC per task), through the same engine calls ``cgflow run`` makes.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def make_spec(preparations: int, block: int, points: int, sites: int) -> dict:
             "profiles": {"flat": {"rho": [7.0 + 0.1 * i for i in range(points)]}},
             "basis_functions": 20,
             "replicas": {"preparations": preparations, "continuations": 1, "block": block},
-            "times": {"equilibrate": 4.0e-4 * (500 / sites) ** 2 * 0.4, "decorrelate": 0.0, "h": 4.0e-9 * (500 / sites) ** 2},
+            # 100 lattice time units of preparation (as the paper), h L^2 = 1e-3
+            "times": {"equilibrate": 100.0 / sites**2, "decorrelate": 0.0, "h": 1e-3 / sites**2},
         },
     }
 
@@ -66,7 +67,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="cgflow-bench-"))
 
     if args.only in (None, "scaling", "overhead"):
-        spec = make_spec(preparations=48, block=args.block, points=2, sites=args.sites)
+        spec = make_spec(preparations=96, block=args.block, points=2, sites=args.sites)
         one = sweep_once(spec, 1, tmp)["report"]
         two = sweep_once(spec, 2, tmp)["report"]
         print(f"sweep: 2 points x {one.computed // 2} blocks of {args.block} replicas, L = {args.sites}, "

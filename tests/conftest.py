@@ -94,7 +94,7 @@ def dask_cluster(tmp_path: Path):
                 p.terminate()
         for p in procs:
             try:
-                p.wait(timeout=20)
+                p.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
