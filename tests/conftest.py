@@ -58,7 +58,7 @@ def _wait_for(predicate, timeout: float, what: str):
 def dask_cluster(tmp_path: Path):
     """`dask scheduler` + two `dask worker` processes on 127.0.0.1; stopped afterwards.
 
-    Yields ``(scheduler_address, worker_processes)``.
+    Yields ``(scheduler_address, worker_processes, scheduler_file)``.
     """
     sched_file = tmp_path / "scheduler.json"
     env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
@@ -87,7 +87,7 @@ def dask_cluster(tmp_path: Path):
 
         with Client(address, timeout="30s") as client:
             client.wait_for_workers(2, timeout=60)
-        yield address, workers
+        yield address, workers, sched_file
     finally:
         for p in reversed(procs):
             if p.poll() is None:

@@ -100,7 +100,7 @@ def test_rerun_is_a_noop_and_other_spec_is_refused(clean_store, slow_spec, tmp_p
 
 @pytest.mark.cluster
 def test_external_scheduler_matches_local_cluster(dask_cluster, slow_spec, clean_store, tmp_path):
-    address, _ = dask_cluster
+    address, _, _ = dask_cluster
     store = tmp_path / "remote.zarr"
     proc = run_cli("run", str(slow_spec), "--store", str(store), "--scheduler", address, "--no-progress")
     assert "2 workers" in proc.stdout
@@ -109,9 +109,10 @@ def test_external_scheduler_matches_local_cluster(dask_cluster, slow_spec, clean
 
 @pytest.mark.cluster
 def test_worker_killed_mid_run(dask_cluster, slow_spec, clean_store, tmp_path):
-    address, workers = dask_cluster
+    _, workers, scheduler_file = dask_cluster
     store = tmp_path / "killed.zarr"
-    proc = subprocess.Popen(cgflow_cmd("run", str(slow_spec), "--store", str(store), "--scheduler", address, "--no-progress"),
+    proc = subprocess.Popen(cgflow_cmd("run", str(slow_spec), "--store", str(store), "--scheduler-file", str(scheduler_file),
+                                       "--no-progress"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(lambda: (store / "ensemble" / "tasks").exists() and 2 <= np.count_nonzero(read_done(store, "ensemble")) < 12,
