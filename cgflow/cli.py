@@ -7,6 +7,7 @@ command to resume).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import sys
 from pathlib import Path
@@ -75,37 +76,52 @@ def run(spec_path, overrides, store, workers, scheduler, scheduler_file, restart
 
 def _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, progress, dashboard_address):
     from .engine import store as st
-    from .engine.execute import connect, run_sweep
+    from .engine.execute import connect, run_reduce, run_sweep
+    from .engine.types import SweepStage, fingerprint
 
-    st.check_store(store_path, spec, restart)  # refuse before touching anything
+    st.check_store(store_path, spec, stages, restart)  # refuse before touching anything
     with st.StoreLock(store_path):
-        state = st.prepare_store(store_path, spec, restart)
+        state = st.prepare_store(store_path, spec, stages, restart)
         runs = st.read_attrs(store_path).get("runs", [])
         run_index = len(runs) + 1
-        for stage in stages:
-            if state == "new" or not st.stage_ready(store_path, stage.name):
-                st.create_stage(store_path, stage)
-        record = {"index": run_index, "started": _now(), "status": "running", "stages": {}}
+        sweeps = [s for s in stages if isinstance(s, SweepStage)]
+        for stage in sweeps:
+            if not st.stage_ready(store_path, stage.name):
+                st.create_stage(store_path, stage, attrs={"spec_hash": spec.hash})
+        record = {"index": run_index, "started": _now(), "status": "running", "spec_hash": spec.hash, "stages": {}}
         st.update_attrs(store_path, runs=runs + [record])
         click.echo(f"cgflow {__version__}: {spec.name} ({spec.method}), spec {spec.hash[:12]}, store {store_path} ({'resuming' if state == 'resume' else 'new'})")
         status, code = "complete", 0
+        path = str(store_path.resolve())  # absolute: workers resolve the path in their own working directory
         try:
-            with connect(workers, scheduler, scheduler_file, dashboard_address) as client:
-                threads = sum(client.nthreads().values())
-                record["workers"] = len(client.nthreads())
-                record["scheduler"] = client.scheduler.address
-                click.echo(f"dashboard: {client.dashboard_link}  ({len(client.nthreads())} workers, {threads} threads)")
+            changed = False  # did an earlier stage of this run write anything? then later stages are stale
+            client_cm = connect(workers, scheduler, scheduler_file, dashboard_address) if sweeps else contextlib.nullcontext()
+            with client_cm as client:
+                if client is not None:
+                    threads = sum(client.nthreads().values())
+                    record["workers"] = len(client.nthreads())
+                    record["scheduler"] = client.scheduler.address
+                    click.echo(f"dashboard: {client.dashboard_link}  ({len(client.nthreads())} workers, {threads} threads)")
                 for stage in stages:
-                    # absolute: workers resolve the path in their own working directory
-                    report = run_sweep(client, str(store_path.resolve()), stage, run_index, progress=progress)
-                    record["stages"][stage.name] = {
-                        "computed": report.computed,
-                        "skipped": report.skipped,
-                        "work": report.work,
-                        "wall_seconds": round(report.wall_seconds, 3),
-                        "compute_seconds": round(report.compute_seconds, 3),
-                    }
-                    _summary(report)
+                    if isinstance(stage, SweepStage):
+                        report = run_sweep(client, path, stage, run_index, progress=progress)
+                        changed |= report.computed > 0
+                        record["stages"][stage.name] = {
+                            "computed": report.computed,
+                            "skipped": report.skipped,
+                            "work": report.work,
+                            "wall_seconds": round(report.wall_seconds, 3),
+                            "compute_seconds": round(report.compute_seconds, 3),
+                        }
+                        _summary(report)
+                    elif changed or st.stage_fingerprint(path, stage.name) != fingerprint(stage):
+                        seconds = run_reduce(path, stage, spec.hash)
+                        changed = True
+                        record["stages"][stage.name] = {"computed": 1, "skipped": 0, "wall_seconds": round(seconds, 3)}
+                        click.echo(f"{stage.name}: computed in {seconds:.2f} s")
+                    else:
+                        record["stages"][stage.name] = {"computed": 0, "skipped": 1}
+                        click.echo(f"{stage.name}: up to date")
         except KeyboardInterrupt:
             status, code = "interrupted", EXIT_INTERRUPTED
         except Exception as exc:
@@ -138,12 +154,17 @@ def _dry_run(spec, stages, store_path, restart) -> None:
 
     click.echo(f"spec: {spec.source}  name {spec.name}  method {spec.method}  hash {spec.hash[:12]}")
     try:
-        st.check_store(store_path, spec, restart)
+        st.check_store(store_path, spec, stages, restart)
         state = "exists, would resume" if st.read_attrs(store_path) else "would be created"
     except st.StoreError as exc:
         state = f"would be refused: {exc}"
     click.echo(f"store: {store_path} ({state})")
+    from .engine.types import SweepStage
+
     for stage in stages:
+        if not isinstance(stage, SweepStage):
+            click.echo(f"stage {stage.name}: computed on the client from the store (seconds)")
+            continue
         sw = stage.sweep
         click.echo(
             f"stage {stage.name}: {sw.n_points} points x {sw.n_blocks} blocks = {sw.n_tasks} tasks; "
@@ -204,11 +225,14 @@ def show(store):
     """Print what the store holds, as xarray sees it."""
     from .engine.store import StoreError, open_run
 
+    import xarray as xr
+
     try:
         tree = open_run(store)
     except StoreError as exc:
         _fail(str(exc), EXIT_USAGE)
-    click.echo(tree)
+    with xr.set_options(display_max_rows=1000, display_width=120):  # every variable, not the first 12
+        click.echo(tree)
 
 
 if __name__ == "__main__":  # pragma: no cover

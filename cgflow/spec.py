@@ -32,7 +32,10 @@ __all__ = [
 ]
 
 #: The stages each method provides, in execution order.
-METHOD_STAGES: dict[str, tuple[str, ...]] = {"fdr": ("ensemble",)}
+METHOD_STAGES: dict[str, tuple[str, ...]] = {"fdr": ("ensemble", "operator")}
+
+#: Estimators of the discretised operator <K gamma_a, gamma_b> (method fdr).
+FDR_ESTIMATORS = ("increment", "quadratic_variation", "carre_du_champ")
 
 
 class SpecError(ValueError):
@@ -143,13 +146,18 @@ SCHEMA: dict[str, Any] = {
             "equilibrate": Field("float", minimum=0, doc="macroscopic preparation time t_prep - t_ini"),
             "decorrelate": Field("float", minimum=0, required=False, default=0.0, doc="t0 - t_prep per continuation"),
             "h": Field("float", **_POS, doc="observation interval"),
+            "window": Field("float", **_POS, required=False, doc="quadratic-variation window from t0 (default h; >= h)"),
         },
         "store_replicas": Field("bool", required=False, default=False),
+    },
+    "operator": {
+        "estimators": Field("strs", required=False, default=FDR_ESTIMATORS, choices=FDR_ESTIMATORS),
+        "margin": Field("int", required=False, default=1, minimum=0, doc="elements next to a closed wall left out of V_discr"),
     },
 }
 
 #: Sections that may be omitted as a whole (at least one profile kind is required).
-_OPTIONAL_SECTIONS = {"ensemble.profiles.flat", "ensemble.profiles.affine"}
+_OPTIONAL_SECTIONS = {"ensemble.profiles.flat", "ensemble.profiles.affine", "operator"}
 
 
 def _coerce(value: Any, spec: Field) -> tuple[Any, str | None]:
@@ -214,6 +222,11 @@ def _validate(data: Any, schema: Mapping[str, Any], prefix: str, problems: list)
             if key not in data or data[key] is None:
                 if dotted not in _OPTIONAL_SECTIONS:
                     problems.append((dotted, "missing required section"))
+                else:  # an omitted optional section takes its defaults, if it has no required keys
+                    quiet: list = []
+                    defaults = _validate({}, sub, dotted + ".", quiet)
+                    if not quiet:
+                        out[key] = defaults
                 continue
             out[key] = _validate(data[key], sub, dotted + ".", problems)
         elif key in data and data[key] is not None:
@@ -257,10 +270,16 @@ def _check_relations(d: dict, problems: list) -> None:
         elif block % cont and cont % block:
             problems.append(("ensemble.replicas.block", f"must be a multiple or a divisor of ensemble.replicas.continuations = {cont}, got {block}"))
 
+    times = ens.get("times", {})
+    if times.get("window") is not None and times.get("h") is not None and times["window"] < times["h"]:
+        problems.append(("ensemble.times.window", f"must be >= ensemble.times.h = {times['h']:g}, got {times['window']:g}"))
+
     profiles = ens.get("profiles")
     if profiles is not None and not (profiles.get("flat") or profiles.get("affine")):
         problems.append(("ensemble.profiles", "expected at least one of 'flat' or 'affine'"))
     affine = (profiles or {}).get("affine") or {}
+    if affine and micro.get("boundary") == "periodic":
+        problems.append(("ensemble.profiles.affine", "affine profiles need micro.boundary: closed (on a ring they jump at x = 0)"))
     for rho in affine.get("rho_mid", ()):
         for s in affine.get("slopes", ()):
             if rho - abs(s) / 2 <= 0:

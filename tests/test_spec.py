@@ -11,7 +11,7 @@ from .conftest import TINY_SPEC
 
 def test_tiny_spec_resolves_defaults(tiny_spec):
     spec = load_spec(tiny_spec)
-    assert spec.stages == ("ensemble",)
+    assert spec.stages == ("ensemble", "operator")
     assert spec["micro.boundary"] == "closed"
     assert spec["ensemble.replicas.continuations"] == 4
     assert [(p.kind, p.rho_mid, p.slope) for p in spec.profiles] == [("flat", 3.0, 0.0), ("flat", 6.0, 0.0), ("affine", 5.0, 4.0)]

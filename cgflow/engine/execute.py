@@ -23,10 +23,10 @@ from distributed import Client, LocalCluster, as_completed
 
 from .keys import BlockKey
 from .stats import Moments, OrderedFold
-from .store import read_block_stats, read_done, write_block, write_merged_stats
-from .types import BlockOutput, SweepStage
+from .store import open_run, read_block_stats, read_done, write_block, write_merged_stats, write_reduced
+from .types import BlockOutput, ReduceStage, SweepStage
 
-__all__ = ["connect", "run_sweep", "execute_block", "BlockResult", "SweepReport"]
+__all__ = ["connect", "run_sweep", "run_reduce", "execute_block", "BlockResult", "SweepReport"]
 
 
 @contextlib.contextmanager
@@ -131,7 +131,7 @@ def run_sweep(
     """
     sweep = stage.sweep
     done = read_done(path, stage.name)
-    empty = {name: Moments.empty(size) for name, (_, size) in sweep.stats.items()}
+    empty = {name: Moments.empty(st.size, st.full) for name, st in sweep.stats.items()}
     folds = [OrderedFold(_merge, empty, sweep.n_blocks) for _ in range(sweep.n_points)]
     for point in range(sweep.n_points):
         finished = np.flatnonzero(done[point])
@@ -196,3 +196,12 @@ def run_sweep(
             raise RuntimeError(f"{stage.name}: point {point} has {fold.folded}/{fold.size} blocks merged")
         write_merged_stats(path, stage.name, point, fold.value)
     return SweepReport(stage.name, len(pending), skipped, work, compute_seconds, wall, threads)
+
+
+def run_reduce(path: str, stage: ReduceStage, spec_hash: str) -> float:
+    """Compute a reduce stage from the store and write its group; return the seconds it took."""
+    start = time.perf_counter()
+    tree = open_run(path, consolidated=False)  # groups written earlier in this run are not consolidated yet
+    ds = stage.compute(tree)
+    write_reduced(path, stage, ds, spec_hash)
+    return time.perf_counter() - start

@@ -19,28 +19,36 @@ __all__ = ["Moments", "OrderedFold"]
 
 @dataclass(frozen=True)
 class Moments:
-    """Count, mean and co-moment matrix ``sum (x - mean)(x - mean)^T`` of vector samples."""
+    """Count, mean and co-moment ``sum (x - mean)(x - mean)^T`` of vector samples.
+
+    ``comoment`` is the full ``(d, d)`` matrix, or only its diagonal ``(d,)``
+    (sums of squared deviations) when the cross terms are not needed.
+    """
 
     count: int
     mean: np.ndarray  # (d,)
-    comoment: np.ndarray  # (d, d)
+    comoment: np.ndarray  # (d, d) or (d,)
+
+    @property
+    def full(self) -> bool:
+        return self.comoment.ndim == 2
 
     @classmethod
-    def empty(cls, dim: int) -> "Moments":
-        return cls(0, np.zeros(dim), np.zeros((dim, dim)))
+    def empty(cls, dim: int, full: bool = True) -> "Moments":
+        return cls(0, np.zeros(dim), np.zeros((dim, dim) if full else dim))
 
     @classmethod
-    def from_samples(cls, x: np.ndarray) -> "Moments":
+    def from_samples(cls, x: np.ndarray, full: bool = True) -> "Moments":
         """Moments of the rows of ``x`` (shape ``(n, d)``)."""
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2:
             raise ValueError(f"expected samples of shape (n, d), got {x.shape}")
         n = x.shape[0]
         if n == 0:
-            return cls.empty(x.shape[1])
+            return cls.empty(x.shape[1], full)
         mean = x.mean(axis=0)
         dev = x - mean
-        return cls(n, mean, dev.T @ dev)
+        return cls(n, mean, dev.T @ dev if full else np.einsum("ij,ij->j", dev, dev))
 
     def merge(self, other: "Moments") -> "Moments":
         """Pooled moments of the union of both sample sets (Chan et al. update)."""
@@ -51,12 +59,13 @@ class Moments:
         n = self.count + other.count
         delta = other.mean - self.mean
         mean = self.mean + delta * (other.count / n)
-        comoment = self.comoment + other.comoment + np.outer(delta, delta) * (self.count * other.count / n)
+        cross = np.outer(delta, delta) if self.full else delta * delta
+        comoment = self.comoment + other.comoment + cross * (self.count * other.count / n)
         return Moments(n, mean, comoment)
 
     @property
     def covariance(self) -> np.ndarray:
-        """Unbiased covariance (ddof = 1); NaN with fewer than two samples."""
+        """Unbiased covariance (ddof = 1; the variances if diagonal); NaN with fewer than two samples."""
         if self.count < 2:
             return np.full_like(self.comoment, np.nan)
         return self.comoment / (self.count - 1)

@@ -37,7 +37,7 @@ import zarr
 
 from .keys import RNG_SCHEME, BlockKey, stage_id
 from .stats import Moments
-from .types import BLOCK_DIM, POINT_DIM, REPLICA_DIM, Sweep, SweepStage
+from .types import BLOCK_DIM, POINT_DIM, REPLICA_DIM, Sweep, SweepStage, fingerprint
 
 __all__ = [
     "StoreError",
@@ -51,6 +51,8 @@ __all__ = [
     "progress",
     "stage_datasets",
     "create_stage",
+    "write_reduced",
+    "stage_fingerprint",
     "write_block",
     "read_done",
     "read_block_stats",
@@ -165,12 +167,12 @@ def _root_attrs(path: Path) -> dict | None:
         raise StoreError(f"{path} has an unreadable zarr.json: {exc}") from exc
 
 
-def open_run(path: str | os.PathLike) -> xr.DataTree:
+def open_run(path: str | os.PathLike, consolidated: bool | None = None) -> xr.DataTree:
     """Open a cgflow store as an :class:`xarray.DataTree` (lazy, read-only)."""
     path = Path(path)
     if _root_attrs(path) is None:
         raise StoreError(f"{path} is not a cgflow store (no zarr.json)")
-    return xr.open_datatree(path, engine="zarr", chunks={})
+    return xr.open_datatree(path, engine="zarr", chunks={}, consolidated=consolidated)
 
 
 def read_attrs(path: str | os.PathLike) -> dict:
@@ -178,39 +180,50 @@ def read_attrs(path: str | os.PathLike) -> dict:
     return _root_attrs(Path(path)) or {}
 
 
-def check_store(path: str | os.PathLike, spec: Any, restart: bool = False) -> None:
-    """Raise :class:`StoreError` unless ``path`` is absent, empty, or a store made by ``spec``.
+def check_store(path: str | os.PathLike, spec: Any, stages: Iterable[Any] = (), restart: bool = False) -> None:
+    """Raise :class:`StoreError` unless ``path`` can hold this run.
 
-    With ``restart`` any existing cgflow store may be discarded, but a directory
-    that is not a cgflow store is still refused (it may be someone's data).
+    Accepted: no store yet, an empty directory, or a cgflow store whose sweep
+    stages were computed with the same parameters (a resume). A sweep computed
+    with other parameters is never mixed with new blocks: that needs
+    ``restart``. A directory that is not a cgflow store is refused even then
+    (it may be someone's data).
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise StoreError(f"{path} exists and is not a directory")
     attrs = _root_attrs(path)
-    others = list(path.iterdir()) if path.exists() else []
     if attrs is None:
-        if others:
+        if path.exists() and any(path.iterdir()):
             raise StoreError(f"{path} exists and is not a cgflow store; choose another --store")
         return
     if "spec_hash" not in attrs:
         raise StoreError(f"{path} is a Zarr store but not a cgflow run; choose another --store")
-    if not restart and attrs["spec_hash"] != spec.hash:
-        raise StoreError(
-            f"store {path} was made by another spec (name {attrs.get('name')!r}, hash {attrs['spec_hash'][:12]}) "
-            f"than the one requested (name {spec.name!r}, hash {spec.hash[:12]}); "
-            "results are never mixed: use --restart to start over, or another --store"
-        )
+    if restart:
+        return
+    for stage in stages:
+        stored = stage_fingerprint(path, stage.name)
+        if isinstance(stage, SweepStage) and stored is not None and stored != fingerprint(stage):
+            raise StoreError(
+                f"store {path} was made by another spec (stage {stage.name!r} was computed by spec "
+                f"{_group_attrs(path, stage.name).get('spec_hash', '?')[:12]}, name {attrs.get('name')!r}) than the one "
+                f"requested (name {spec.name!r}, hash {spec.hash[:12]}) and the change affects its results; "
+                "results are never mixed: use --restart to start over, or another --store"
+            )
 
 
-def prepare_store(path: str | os.PathLike, spec: Any, restart: bool = False) -> str:
+def prepare_store(path: str | os.PathLike, spec: Any, stages: Iterable[Any] = (), restart: bool = False) -> str:
     """Create, resume or restart the store for ``spec``; return ``"new"`` or ``"resume"``.
 
-    Must be called with the :class:`StoreLock` held (checks again under it).
+    Must be called with the :class:`StoreLock` held (checks again under it). On
+    resume the root attributes describe the newest spec; each stage group keeps
+    the hash of the spec that computed it.
     """
     path = Path(path)
-    check_store(path, spec, restart)
+    check_store(path, spec, stages, restart)
     if _root_attrs(path) is not None and not restart:
+        latest = provenance(spec)
+        update_attrs(path, **{k: latest[k] for k in ("spec_source", "spec_text", "spec_resolved", "spec_hash", "cgflow_git_commit", "versions")})
         return "resume"
     for p in path.iterdir() if path.exists() else ():
         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
@@ -219,27 +232,9 @@ def prepare_store(path: str | os.PathLike, spec: Any, restart: bool = False) -> 
     return "new"
 
 
-def stage_ready(path: str | os.PathLike, stage: str) -> bool:
-    """Whether :func:`create_stage` completed for ``stage``."""
-    meta = Path(path) / stage / "zarr.json"
-    if not meta.exists():
-        return False
-    return bool(json.loads(meta.read_text()).get("attributes", {}).get("cgflow_ready"))
-
-
-def progress(path: str | os.PathLike) -> dict[str, tuple[int, int]]:
-    """``{stage: (blocks done, blocks total)}`` for every stage group with a task table."""
-    out = {}
-    root = zarr.open_group(str(path), mode="r", use_consolidated=False)
-    for name, group in root.groups():
-        if "tasks" in group and "done" in group["tasks"]:
-            done = np.asarray(group["tasks"]["done"][...])
-            out[name] = (int(np.count_nonzero(done)), int(done.size))
-    return out
-
-
 def update_attrs(path: str | os.PathLike, group: str = "", **attrs: Any) -> None:
-    g = zarr.open_group(path, mode="r+", path=group or None)
+    """Update the attributes of the root or of ``group`` (client side, under the lock)."""
+    g = zarr.open_group(str(path), mode="r+", path=group or None, use_consolidated=False)
     g.attrs.update(attrs)
 
 
@@ -248,6 +243,37 @@ def consolidate(path: str | os.PathLike) -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
         zarr.consolidate_metadata(str(path))
+
+
+def _group_attrs(path: str | os.PathLike, group: str) -> dict:
+    meta = Path(path) / group / "zarr.json"
+    if not meta.exists():
+        return {}
+    return json.loads(meta.read_text()).get("attributes", {})
+
+
+def stage_fingerprint(path: str | os.PathLike, stage: str) -> str | None:
+    """Fingerprint of a completely created stage group, or None."""
+    attrs = _group_attrs(path, stage)
+    return attrs.get("cgflow_fingerprint") if attrs.get("cgflow_ready") else None
+
+
+def stage_ready(path: str | os.PathLike, stage: str) -> bool:
+    """Whether the group of ``stage`` was completely created (sweep) or written (reduce)."""
+    return bool(_group_attrs(path, stage).get("cgflow_ready"))
+
+
+def progress(path: str | os.PathLike) -> dict[str, tuple[int, int]]:
+    """``{stage: (done, total)}`` for every stage group: blocks for sweeps, 1/1 for a written reduce stage."""
+    out = {}
+    root = zarr.open_group(str(path), mode="r", use_consolidated=False)
+    for name, group in root.groups():
+        if "tasks" in group and "done" in group["tasks"]:
+            done = np.asarray(group["tasks"]["done"][...])
+            out[name] = (int(np.count_nonzero(done)), int(done.size))
+        else:
+            out[name] = (int(bool(group.attrs.get("cgflow_ready"))), 1)
+    return out
 
 
 # --------------------------------------------------------------------------- templates
@@ -261,13 +287,14 @@ def _stats_vars(sweep: Sweep, per_block: bool) -> dict[str, tuple]:
     shape = (sweep.n_points, sweep.n_blocks) if per_block else (sweep.n_points,)
     one = (1,) * len(lead)
     out = {}
-    for stat, (dim, size) in sweep.stats.items():
+    for stat, spec in sweep.stats.items():
+        dim, size = spec.dim, spec.size
         out[f"{stat}_count"] = (lead, _lazy(shape, one, np.int64))
         out[f"{stat}_mean"] = (lead + (dim,), _lazy(shape + (size,), one + (size,), np.float64))
-        out[f"{stat}_comoment"] = (
-            lead + (dim, f"{dim}_b"),
-            _lazy(shape + (size, size), one + (size, size), np.float64),
-        )
+        if spec.full:
+            out[f"{stat}_comoment"] = (lead + (dim, f"{dim}_b"), _lazy(shape + (size, size), one + (size, size), np.float64))
+        else:
+            out[f"{stat}_m2"] = (lead + (dim,), _lazy(shape + (size,), one + (size,), np.float64))
     return out
 
 
@@ -324,7 +351,19 @@ def create_stage(path: str | os.PathLike, stage: SweepStage, attrs: Mapping[str,
     """
     for group, ds in stage_datasets(stage, attrs).items():  # parent first: mode "w" clears a group
         ds.to_zarr(path, group=group, mode="w", compute=False, zarr_format=3, consolidated=False)
-    update_attrs(path, stage.name, cgflow_ready=True)  # last: a half-built stage is rebuilt on resume
+    _mark_ready(path, stage)  # last: a half-built stage is rebuilt on resume
+
+
+def write_reduced(path: str | os.PathLike, stage: Any, ds: xr.Dataset, spec_hash: str) -> None:
+    """Write (or overwrite) the group of a reduce stage, then mark it ready."""
+    ds = ds.copy()
+    ds.attrs.update({"stage": stage.name, "spec_hash": spec_hash})
+    ds.to_zarr(path, group=stage.name, mode="w", zarr_format=3, consolidated=False)
+    _mark_ready(path, stage)
+
+
+def _mark_ready(path: str | os.PathLike, stage: Any) -> None:
+    update_attrs(path, stage.name, cgflow_ready=True, cgflow_fingerprint=fingerprint(stage))
 
 
 def _describe(name: str, merged: bool) -> str:
@@ -334,6 +373,7 @@ def _describe(name: str, merged: bool) -> str:
         "count": f"number of samples of '{stat}' over {scope}",
         "mean": f"mean of '{stat}' over {scope}",
         "comoment": f"co-moment sum (x - mean)(x - mean)^T of '{stat}' over {scope}; covariance = comoment / (count - 1)",
+        "m2": f"sum of squared deviations (x - mean)^2 of '{stat}' over {scope}; variance = m2 / (count - 1)",
     }[part]
 
 
@@ -360,7 +400,7 @@ def write_block(
     for stat, m in out.stats.items():
         blocks[f"{stat}_count"][p, b] = m.count
         blocks[f"{stat}_mean"][p, b, :] = m.mean
-        blocks[f"{stat}_comoment"][p, b, :, :] = m.comoment
+        blocks[_second_moment(stat, m.full)][p, b, ...] = m.comoment
     blocks["work"][p, b] = out.work
     tasks = group["tasks"]
     tasks["seconds"][p, b] = seconds
@@ -381,10 +421,10 @@ def read_block_stats(path: str | os.PathLike, stage: str, sweep: Sweep, point: i
     g = root[f"{stage}/blocks"]
     blocks = list(blocks)
     out: dict[int, dict[str, Moments]] = {b: {} for b in blocks}
-    for stat in sweep.stats:
+    for stat, spec in sweep.stats.items():
         count = g[f"{stat}_count"][point, :]
         mean = g[f"{stat}_mean"][point, :, :]
-        com = g[f"{stat}_comoment"][point, :, :, :]
+        com = g[_second_moment(stat, spec.full)][point, ...]
         for b in blocks:
             out[b][stat] = Moments(int(count[b]), np.array(mean[b]), np.array(com[b]))
     return out
@@ -396,4 +436,8 @@ def write_merged_stats(path: str | os.PathLike, stage: str, point: int, stats: M
     for stat, m in stats.items():
         g[f"{stat}_count"][point] = m.count
         g[f"{stat}_mean"][point, :] = m.mean
-        g[f"{stat}_comoment"][point, :, :] = m.comoment
+        g[_second_moment(stat, m.full)][point, ...] = m.comoment
+
+
+def _second_moment(stat: str, full: bool) -> str:
+    return f"{stat}_comoment" if full else f"{stat}_m2"

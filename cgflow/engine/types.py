@@ -8,15 +8,18 @@ so they hold parameters, never arrays.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol, runtime_checkable
+from typing import Any, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 import xarray as xr
 
 from .stats import Moments
 
-__all__ = ["Sweep", "BlockOutput", "SweepStage", "REPLICA_DIM", "POINT_DIM", "BLOCK_DIM"]
+__all__ = ["Stat", "Sweep", "BlockOutput", "SweepStage", "ReduceStage", "fingerprint", "REPLICA_DIM", "POINT_DIM", "BLOCK_DIM"]
 
 POINT_DIM = "point"
 BLOCK_DIM = "block"
@@ -24,17 +27,29 @@ REPLICA_DIM = "replica"
 
 
 @dataclass(frozen=True)
+class Stat:
+    """A streaming statistic: a vector of ``size`` along dimension ``dim``.
+
+    ``full`` keeps the whole co-moment matrix; otherwise only its diagonal.
+    """
+
+    dim: str
+    size: int
+    full: bool = True
+
+
+@dataclass(frozen=True)
 class Sweep:
     """Shape of a sweep: ``n_points`` grid points, each ``n_blocks`` blocks of ``block_size`` replicas.
 
     ``stats`` names the streaming statistics a block returns, each a vector
-    along one dimension: ``{"increment": ("node", 21)}``.
+    along one dimension: ``{"increment": Stat("node", 21)}``.
     """
 
     n_points: int
     n_blocks: int
     block_size: int
-    stats: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+    stats: Mapping[str, Stat] = field(default_factory=dict)
 
     @property
     def n_tasks(self) -> int:
@@ -79,3 +94,24 @@ class SweepStage(Protocol):
 
     def warmup(self) -> None:
         """Compile kernels (run on every worker before timing starts)."""
+
+
+@runtime_checkable
+class ReduceStage(Protocol):
+    """A stage computed on the client from earlier groups of the store (cheap, deterministic)."""
+
+    name: str
+
+    def compute(self, tree: xr.DataTree) -> xr.Dataset:
+        """The stage's group, from the store opened as a DataTree."""
+
+
+def fingerprint(stage: Any) -> str:
+    """sha256 of a stage's parameters (a frozen dataclass): what its stored results depend on.
+
+    A stage whose group was written with another fingerprint holds results of
+    other parameters: sweeps then refuse to resume, reduce stages recompute.
+    """
+    params = dataclasses.asdict(stage)
+    text = json.dumps({"stage": type(stage).__qualname__, **params}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()

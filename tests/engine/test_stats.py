@@ -68,3 +68,13 @@ def test_streams_depend_only_on_the_key():
     for g in others:
         assert not np.array_equal(a, g.random(4))
     assert stage_id("ensemble") == stage_id("ensemble") != stage_id("operator")
+
+
+def test_diagonal_moments_merge_like_full_ones():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 5)) * [1, 10, 100, 0.1, 3]
+    diag = Moments.from_samples(x[:120], full=False).merge(Moments.from_samples(x[120:], full=False))
+    full = Moments.from_samples(x)
+    assert not diag.full and full.full
+    np.testing.assert_allclose(diag.comoment, np.diag(full.comoment), rtol=1e-12)
+    np.testing.assert_allclose(diag.covariance, x.var(axis=0, ddof=1), rtol=1e-12)

@@ -14,7 +14,7 @@ from cgflow.spec import load_spec
 
 def dense_hats(sites: int, elements: int, periodic: bool) -> np.ndarray:
     """gamma_a(x_i) = max(0, 1 - N |x_i - a/N|) as a dense (nodes, sites) matrix (Algorithm 1 line 12)."""
-    x = (np.arange(sites) + 0.5) / sites
+    x = np.arange(sites) / sites
     nodes = np.arange(elements if periodic else elements + 1) / elements
     d = np.abs(x[None, :] - nodes[:, None])
     if periodic:

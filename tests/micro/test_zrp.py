@@ -115,7 +115,7 @@ def test_site_marginal_is_stable_for_large_fugacity():
 
 
 def test_site_positions():
-    np.testing.assert_array_equal(zrp.site_positions(4), [0.125, 0.375, 0.625, 0.875])
+    np.testing.assert_array_equal(zrp.site_positions(4), [0.0, 0.25, 0.5, 0.75])
 
 
 # ----------------------------------------------------------------------------- validation

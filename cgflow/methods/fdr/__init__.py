@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from .ensemble import ZRPEnsemble
+from .operator import OperatorTable
 
-__all__ = ["ZRPEnsemble", "build_stages"]
+__all__ = ["ZRPEnsemble", "OperatorTable", "build_stages"]
 
 
 def build_stages(spec: Any) -> list:
-    stages = {"ensemble": ZRPEnsemble.from_spec}
-    return [stages[name](spec) for name in spec.stages]
+    """All stages of the method, chained by fingerprints; those in ``spec.stages`` are returned."""
+    ensemble = ZRPEnsemble.from_spec(spec)
+    stages = {"ensemble": ensemble, "operator": OperatorTable.from_spec(spec, ensemble)}
+    return [stages[name] for name in spec.stages]

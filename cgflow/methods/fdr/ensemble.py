@@ -14,10 +14,21 @@ store keeps P and the streaming statistics:
 
 * ``increment``: moments of dP = P(t0 + h) - P(t0); its covariance / (2h) is the
   paper's estimator of <K gamma_a, gamma_b> (eq. 5, Algorithm 1 line 19);
-* ``state``: moments of P(t0) (static covariance: sqrt(eps)-scaled compressibility).
+* ``state``: moments of P(t0) (static covariance: sqrt(eps)-scaled compressibility);
+* ``carre_du_champ``: per replica, the conditional rate of the quadratic
+  covariation of Y given the configuration at t0 (REFERENCE §1, estimator 3):
+  K_ab = (L/2) sum_i (g(eta_i) + g(eta_i+1))/2 dgamma_a,i dgamma_b,i, as the
+  tridiagonal stencil (K_b,b-1, K_bb, K_b,b+1) of every node;
+* ``quadratic_variation``: per replica, the realised quadratic covariation over
+  the window [t0, t0 + T_w] (estimator 2): jumps across each bond, weighted the
+  same way, divided by 2 T_w.
 
-Conventions: sites x_i = (i + 1/2)/L; nodes x_a = a/N (a = 0..N for closed ends,
-with half hats at the ends; a = 0..N-1 for periodic); lattice time = t * L**2.
+The last two are stored as vectors over ``stencil`` = (node, offset) with only
+their variances (``_m2``); their means are estimates of <K gamma_a, gamma_b>.
+
+Conventions: sites x_i = i/L (the paper's x_i = X_i/L, Algorithm 1 line 1), so the
+nodes x_a = a/N sit on sites (a = 0..N for closed ends, with half hats at the
+ends; a = 0..N-1 for periodic); lattice time = t * L**2.
 Hats are the paper's gamma_a(x) = max(0, 1 - N|x - x_a|) (Algorithm 1 line 12).
 The paper numbers hats a = 1..N with a half hat at x = 1 only; we keep both end
 half hats so the layout is symmetric, and downstream stages select interior nodes.
@@ -34,8 +45,8 @@ import xarray as xr
 
 from ...engine.keys import BlockKey, block_stream
 from ...engine.stats import Moments
-from ...engine.types import BlockOutput, Sweep
-from ...micro import zrp
+from ...engine.types import BlockOutput, Stat, Sweep
+from ...micro import zrp, zrp_hydro
 
 __all__ = ["ZRPEnsemble", "hat_weights", "project"]
 
@@ -43,13 +54,14 @@ PREPARE, CONTINUE = 0, 1  # the two random streams of a block
 
 
 def hat_weights(sites: int, elements: int) -> np.ndarray:
-    """Rising hat weights u_j = (j + 1/2)/n over one element of n = L/N sites.
+    """Rising hat weights u_j = j/n over one element of n = L/N sites (x_i = i/L).
 
-    Over element e (sites e*n .. e*n + n - 1), hat e falls as 1 - u and hat e + 1
-    rises as u, so a projection is two dot products per element: O(L).
+    Over element e (sites e*n .. e*n + n - 1, node e on its first site), hat e
+    falls as 1 - u and hat e + 1 rises as u, so a projection is two dot products
+    per element: O(L).
     """
     n = sites // elements
-    return (np.arange(n) + 0.5) / n
+    return np.arange(n) / n
 
 
 def project(eta: np.ndarray, elements: int, periodic: bool) -> np.ndarray:
@@ -85,6 +97,7 @@ class ZRPEnsemble:
     t_equilibrate: float
     t_decorrelate: float
     h: float
+    window: float | None = None
     store_replicas: bool = False
     name: str = "ensemble"
 
@@ -107,6 +120,7 @@ class ZRPEnsemble:
             t_equilibrate=ens["times"]["equilibrate"],
             t_decorrelate=ens["times"]["decorrelate"],
             h=ens["times"]["h"],
+            window=ens["times"].get("window"),
             store_replicas=ens["store_replicas"],
         )
 
@@ -126,18 +140,21 @@ class ZRPEnsemble:
 
     @property
     def hat_mass(self) -> np.ndarray:
-        """sum_i gamma_a(x_i): L/N inside, half that for the end half hats."""
-        m = np.full(self.n_nodes, self.sites / self.elements)
-        if not self.periodic:
-            m[[0, -1]] /= 2
-        return m
+        """sum_i gamma_a(x_i): n = L/N inside; (n + 1)/2 and (n - 1)/2 for the closed ends' half hats."""
+        return project(np.ones(self.sites), self.elements, self.periodic) * np.sqrt(self.sites)
 
     # ------------------------------------------------------------------ sweep
     @property
     def sweep(self) -> Sweep:
         replicas = self.preparations * self.continuations
-        dim = ("node", self.n_nodes)
-        return Sweep(len(self.rho_mid), replicas // self.block_size, self.block_size, {"increment": dim, "state": dim})
+        nodes, stencil = Stat("node", self.n_nodes), Stat("stencil", 3 * self.n_nodes, full=False)
+        stats = {"increment": nodes, "state": nodes, "carre_du_champ": stencil, "quadratic_variation": stencil}
+        return Sweep(len(self.rho_mid), replicas // self.block_size, self.block_size, stats)
+
+    @property
+    def qv_window(self) -> float:
+        """Quadratic-variation window T_w (macroscopic), starting at t0."""
+        return self.h if self.window is None else self.window
 
     @property
     def times(self) -> np.ndarray:
@@ -155,6 +172,9 @@ class ZRPEnsemble:
             "x_node": ("node", self.x_nodes),
             "node_b": np.arange(self.n_nodes),
             "time": ("time", self.times),
+            "stencil": np.arange(3 * self.n_nodes),
+            "stencil_node": ("stencil", np.repeat(np.arange(self.n_nodes), 3)),
+            "stencil_offset": ("stencil", np.tile([-1, 0, 1], self.n_nodes)),
         }
         ds = xr.Dataset(coords=coords)
         ds["time"].attrs = {"units": "macroscopic time; lattice time = t * sites**2", "labels": "t0, t0 + h"}
@@ -179,7 +199,7 @@ class ZRPEnsemble:
             "rate": "g(k) = k**p (p = 0: 1 if k > 0); jump left/right with probability 1/2 each",
             "boundary": "periodic" if self.periodic else "closed",
             "time_scaling": "lattice time = macroscopic time * sites**2",
-            "site_positions": "x_i = (i + 1/2) / sites",
+            "site_positions": "x_i = i / sites (nodes a/N on sites)",
             "basis_functions": self.elements,
             "hats": "gamma_a(x) = max(0, 1 - N |x - a/N|), nodes a/N",
             "preparations": self.preparations,
@@ -187,6 +207,7 @@ class ZRPEnsemble:
             "t_equilibrate": self.t_equilibrate,
             "t_decorrelate": self.t_decorrelate,
             "h": self.h,
+            "quadratic_variation_window": self.qv_window,
             "streams": "block b: stream 0 prepares, stream 1 continues; a preparation shared by several blocks "
             "is drawn from stream 0 of its first block",
         }
@@ -213,7 +234,12 @@ class ZRPEnsemble:
         cont_rng = block_stream(self.seed, key, CONTINUE)
 
         rho_sites = self.density_profile(point)
-        proj = np.empty((bs, 2, self.n_nodes))  # projections at t0 and t0 + h: O(block) memory
+        # O(block) memory: projections at t0 and t0 + h, and the two stencil estimators
+        proj = np.empty((bs, 2, self.n_nodes))
+        cdc = np.empty((bs, self.n_nodes, 3))
+        qv = np.empty((bs, self.n_nodes, 3))
+        jumps = np.zeros(L, dtype=np.int64)
+        n_bonds = L if self.periodic else L - 1
         work = 0
         row = 0
         for _ in preps:
@@ -224,18 +250,33 @@ class ZRPEnsemble:
                 if self.t_decorrelate > 0:
                     work += zrp.run_zrp(state, self.t_decorrelate * L**2, p, self.periodic, cont_rng)
                 proj[row, 0] = project(state, self.elements, self.periodic)
-                work += zrp.run_zrp(state, self.h * L**2, p, self.periodic, cont_rng)
+                cdc[row] = zrp_hydro.carre_du_champ_stencil(self._bond_rates(state), L, self.elements, self.periodic)
+                jumps[:] = 0
+                work += zrp.run_zrp(state, self.h * L**2, p, self.periodic, cont_rng, bond_jumps=jumps)
                 proj[row, 1] = project(state, self.elements, self.periodic)
+                if self.qv_window > self.h:
+                    work += zrp.run_zrp(state, (self.qv_window - self.h) * L**2, p, self.periodic, cont_rng, bond_jumps=jumps)
+                # jumps over the window, as a rate per unit lattice time: the same weights as the rates
+                qv[row] = zrp_hydro.carre_du_champ_stencil(jumps[:n_bonds] / (self.qv_window * L**2), L, self.elements, self.periodic)
                 row += 1
         stats = {
             "increment": Moments.from_samples(proj[:, 1] - proj[:, 0]),
             "state": Moments.from_samples(proj[:, 0]),
+            "carre_du_champ": Moments.from_samples(cdc.reshape(bs, -1), full=False),
+            "quadratic_variation": Moments.from_samples(qv.reshape(bs, -1), full=False),
         }
         arrays = {}
         if self.store_replicas:
             arrays["projection"] = proj
             arrays["local_density"] = proj * np.sqrt(L) / self.hat_mass
         return BlockOutput(stats=stats, arrays=arrays, work=work)
+
+    def _bond_rates(self, eta: np.ndarray) -> np.ndarray:
+        """(g(eta_i) + g(eta_i+1)) / 2 for every bond: the jump rate across it."""
+        g = (eta > 0).astype(np.float64) if self.rate_exponent == 0 else eta.astype(np.float64) ** self.rate_exponent
+        if self.periodic:
+            return 0.5 * (g + np.roll(g, -1))
+        return 0.5 * (g[:-1] + g[1:])
 
     def warmup(self) -> None:
         """Compile the KMC kernels (numba caches them on disk for later processes)."""
@@ -247,7 +288,7 @@ class ZRPEnsemble:
         L = self.sites
         rate = np.array([zrp.fugacity(self.density_profile(i), self.rate_exponent).sum() for i in range(len(self.rho_mid))])
         prep_runs = self.preparations * max(1, self.continuations // self.block_size)
-        per_point = prep_runs * self.t_equilibrate + self.preparations * self.continuations * (self.t_decorrelate + self.h)
+        per_point = prep_runs * self.t_equilibrate + self.preparations * self.continuations * (self.t_decorrelate + self.qv_window)
         return rate * per_point * L**2
 
     def measure_throughput(self, budget: float = 20.0) -> tuple[float, str]:
