@@ -37,6 +37,9 @@ METHOD_STAGES: dict[str, tuple[str, ...]] = {"fdr": ("ensemble", "operator")}
 #: Estimators of the discretised operator <K gamma_a, gamma_b> (method fdr).
 FDR_ESTIMATORS = ("increment", "quadratic_variation", "carre_du_champ")
 
+#: Macroscopic test cases of the fdr method (seed 000, Fig. 4).
+MACRO_CASES = ("periodic-cosine", "dirichlet-asymmetric")
+
 
 class SpecError(ValueError):
     """An invalid workflow spec; ``problems`` holds one ``(dotted_key, message)`` per error."""
@@ -101,6 +104,7 @@ class Field:
             "int": "an integer",
             "float": "a number",
             "bool": "true or false",
+            "bools": "true/false or a list of them",
             "str": "a string",
             "floats": "a number or a list of numbers",
             "strs": "a list of strings",
@@ -154,10 +158,21 @@ SCHEMA: dict[str, Any] = {
         "estimators": Field("strs", required=False, default=FDR_ESTIMATORS, choices=FDR_ESTIMATORS),
         "margin": Field("int", required=False, default=1, minimum=0, doc="elements next to a closed wall left out of V_discr"),
     },
+    "fit": {
+        "order": Field("int", required=False, default=2, choices=(1, 2), doc="polynomial order in (rho, slope)"),
+        "mass_conservation": Field("bools", required=False, default=(True, False), doc="fit variants: column sums imposed / free"),
+    },
+    "macro": {
+        "elements": Field("int", required=False, default=40, minimum=4),
+        "cases": Field("strs", required=False, default=MACRO_CASES, choices=MACRO_CASES),
+        "t_end": Field("float", required=False, default=2.0e-3, **_POS),
+        "saves": Field("int", required=False, default=5, minimum=1, doc="output times, equally spaced up to t_end"),
+        "method": Field("str", required=False, default="explicit", choices=("explicit", "implicit")),
+    },
 }
 
 #: Sections that may be omitted as a whole (at least one profile kind is required).
-_OPTIONAL_SECTIONS = {"ensemble.profiles.flat", "ensemble.profiles.affine", "operator"}
+_OPTIONAL_SECTIONS = {"ensemble.profiles.flat", "ensemble.profiles.affine", "operator", "fit", "macro"}
 
 
 def _coerce(value: Any, spec: Field) -> tuple[Any, str | None]:
@@ -185,6 +200,9 @@ def _coerce(value: Any, spec: Field) -> tuple[Any, str | None]:
         items = value if isinstance(value, list) else [value]
         out = [number(v, False) for v in items]
         out = None if not items or any(v is None for v in out) else tuple(out)
+    elif k == "bools":
+        items = value if isinstance(value, list) else [value]
+        out = tuple(items) if items and all(isinstance(v, bool) for v in items) else None
     elif k == "strs":
         items = value if isinstance(value, list) else [value]
         out = tuple(items) if items and all(isinstance(v, str) for v in items) else None
