@@ -201,7 +201,8 @@ def run_sweep(
 def run_reduce(path: str, stage: ReduceStage, spec_hash: str) -> float:
     """Compute a reduce stage from the store and write its group; return the seconds it took."""
     start = time.perf_counter()
-    tree = open_run(path, consolidated=False)  # groups written earlier in this run are not consolidated yet
+    # not consolidated yet: groups written earlier in this run; no dask: many small reads
+    tree = open_run(path, consolidated=False, chunks=None)
     ds = stage.compute(tree)
     write_reduced(path, stage, ds, spec_hash)
     return time.perf_counter() - start

@@ -167,12 +167,16 @@ def _root_attrs(path: Path) -> dict | None:
         raise StoreError(f"{path} has an unreadable zarr.json: {exc}") from exc
 
 
-def open_run(path: str | os.PathLike, consolidated: bool | None = None) -> xr.DataTree:
-    """Open a cgflow store as an :class:`xarray.DataTree` (lazy, read-only)."""
+def open_run(path: str | os.PathLike, consolidated: bool | None = None, chunks: Any = "auto") -> xr.DataTree:
+    """Open a cgflow store as an :class:`xarray.DataTree` (lazy, read-only).
+
+    By default variables are dask arrays chunked as stored; ``chunks=None`` gives
+    lazily indexed arrays read directly with zarr (faster for many small reads).
+    """
     path = Path(path)
     if _root_attrs(path) is None:
         raise StoreError(f"{path} is not a cgflow store (no zarr.json)")
-    return xr.open_datatree(path, engine="zarr", chunks={}, consolidated=consolidated)
+    return xr.open_datatree(path, engine="zarr", chunks={} if chunks == "auto" else chunks, consolidated=consolidated)
 
 
 def read_attrs(path: str | os.PathLike) -> dict:

@@ -13,6 +13,15 @@ scheme) are correlated, so the spread is taken between independent clusters
 of blocks (one preparation, or whole preparations per block), SE = sd / sqrt(n).
 The locality probe gives the increment estimate of entries with disjoint
 supports (|a - b| = 2, 3), which vanish for a local operator.
+
+V_discr coordinates are measured, model-free: rho_a is the ensemble mean of the
+local density at t0, s_a the central difference of neighbouring rho_a. The
+reference ``K_reference`` is exact for the particle system up to local
+equilibrium: the lattice operator (L/2) sum_i phi_i dgamma_a dgamma_b at the
+mean-field profile of t0, obtained by evolving the initial profile with the
+lattice hydrodynamics (:func:`~cgflow.micro.zrp_hydro.lattice_mean_field`) —
+during equilibration a steep affine profile bends (d rho/dt = phi'' s**2 / 2),
+so its nominal values are not the state at t0.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import xarray as xr
 
 from ...engine.stats import Moments
 from ...engine.types import fingerprint
-from ...micro import zrp_hydro
+from ...micro import zrp, zrp_hydro
 from .ensemble import project
 
 __all__ = ["OperatorTable", "ESTIMATORS"]
@@ -53,6 +62,9 @@ class OperatorTable:
     periodic: bool
     rate_exponent: int
     h: float
+    t0: float
+    rho_mid: tuple[float, ...]
+    profile_slope: tuple[float, ...]
     blocks_per_cluster: int
     name: str = "operator"
 
@@ -68,6 +80,9 @@ class OperatorTable:
             periodic=ensemble.periodic,
             rate_exponent=ensemble.rate_exponent,
             h=ensemble.h,
+            t0=float(ensemble.times[0]),
+            rho_mid=ensemble.rho_mid,
+            profile_slope=ensemble.slope,
             blocks_per_cluster=max(1, ensemble.continuations // ensemble.block_size),
         )
 
@@ -77,6 +92,16 @@ class OperatorTable:
         if self.periodic:
             return np.arange(self.elements)
         return np.arange(1 + self.margin, self.elements - self.margin)
+
+    def reference_stencils(self, profile: int) -> np.ndarray:
+        """(n_nodes, 3) exact band of the operator at t0 for one profile (see module docstring)."""
+        x = zrp.site_positions(self.sites)
+        rho0 = self.rho_mid[profile] + self.profile_slope[profile] * (x - 0.5)
+        if self.profile_slope[profile] != 0:  # flat profiles are stationary
+            rho0 = zrp_hydro.lattice_mean_field(rho0, self.t0 * self.sites**2, self.rate_exponent, self.periodic)
+        phi = zrp.fugacity(rho0, self.rate_exponent)
+        rates = 0.5 * (phi + np.roll(phi, -1)) if self.periodic else 0.5 * (phi[:-1] + phi[1:])
+        return zrp_hydro.carre_du_champ_stencil(rates, self.sites, self.elements, self.periodic)
 
     # ------------------------------------------------------------------ per-profile estimates
     def _increment_band(self, m: Moments) -> np.ndarray:
@@ -118,6 +143,9 @@ class OperatorTable:
         far = np.full((n_profiles, len(nodes), len(FAR_OFFSETS)), np.nan)
         far_se = np.full_like(far, np.nan)
         rho = np.empty((n_profiles, len(nodes)))
+        slope = np.empty_like(rho)
+        reference = np.empty((n_profiles, len(nodes), 3))
+        delta = 1.0 / self.elements
         for p in range(n_profiles):
             b = blocks.isel(point=p).load()
             for e, estimator in enumerate(self.estimators):
@@ -132,16 +160,17 @@ class OperatorTable:
                     far_se[p] = se[nodes][:, [0, 1, 5, 6]]
                     est, se = est[:, 2:5], se[:, 2:5]
                 K[e, p], K_se[e, p] = est[nodes], se[nodes]
-            state_mean = ens.state_mean.isel(point=p).values
-            rho[p] = (state_mean * np.sqrt(self.sites) / hat_mass)[nodes]
+            local = ens.state_mean.isel(point=p).values * np.sqrt(self.sites) / hat_mass
+            rho[p] = local[nodes]
+            slope[p] = (local[(nodes + 1) % len(local)] - local[nodes - 1]) / (2 * delta)
+            reference[p] = self.reference_stencils(p)[nodes]
 
         # flatten (profile, node) into V_discr points
         n_pts = n_profiles * len(nodes)
         profile = np.repeat(np.arange(n_profiles), len(nodes))
         node = np.tile(nodes, n_profiles)
-        slope = ens.slope.values[profile]
-        rho_nominal = ens.rho_mid.values[profile] + slope * (x_nodes[node] - 0.5)
-        reference = zrp_hydro.exact_stencil(rho_nominal, slope, self.elements, self.rate_exponent)
+        slope_nominal = ens.slope.values[profile]
+        rho_nominal = ens.rho_mid.values[profile] + slope_nominal * (x_nodes[node] - 0.5)
 
         ds = xr.Dataset(
             {
@@ -149,7 +178,7 @@ class OperatorTable:
                 "K_stderr": (("estimator", "point", "offset"), K_se.reshape(len(self.estimators), n_pts, 3)),
                 "K_far": (("point", "far_offset"), far.reshape(n_pts, -1)),
                 "K_far_stderr": (("point", "far_offset"), far_se.reshape(n_pts, -1)),
-                "K_reference": (("point", "offset"), reference),
+                "K_reference": (("point", "offset"), reference.reshape(n_pts, 3)),
             },
             coords={
                 "estimator": np.array(self.estimators, dtype=object),
@@ -158,7 +187,8 @@ class OperatorTable:
                 "far_offset": np.array(FAR_OFFSETS),
                 "rho": ("point", rho.reshape(-1)),
                 "rho_nominal": ("point", rho_nominal),
-                "slope": ("point", slope),
+                "slope": ("point", slope.reshape(-1)),
+                "slope_nominal": ("point", slope_nominal),
                 "profile": ("point", profile),
                 "node": ("point", node),
                 "x": ("point", x_nodes[node]),
@@ -167,10 +197,14 @@ class OperatorTable:
         ds["K"].attrs["description"] = "row stencil (K_a,a-1, K_aa, K_a,a+1) of <K gamma_a, gamma_b> at V_discr point (rho_a, s) (seed eq. 5, 8)"
         ds["K_stderr"].attrs["description"] = "cluster-robust standard error of K (spread between independent preparations)"
         ds["K_far"].attrs["description"] = "locality probe: increment estimate of <K gamma_a, gamma_a+k>, |k| >= 2 (disjoint supports; 0 for a local operator)"
-        ds["K_reference"].attrs["description"] = "exact continuum operator for the nominal affine profile (REFERENCE §1; zrp_hydro.exact_stencil)"
+        ds["K_reference"].attrs["description"] = (
+            "exact operator of the particle system under local equilibrium at the mean-field profile of t0: "
+            "(L/2) sum_i (phi_i + phi_i+1)/2 dgamma_a dgamma_b (REFERENCE §1)"
+        )
         ds["rho"].attrs["description"] = "measured local density rho_a at t0 (ensemble mean of the hat projection)"
-        ds["rho_nominal"].attrs["description"] = "profile density at the node, rho_mid + s (x_a - 1/2)"
-        ds["slope"].attrs["description"] = "profile slope s (macroscopic units)"
+        ds["slope"].attrs["description"] = "measured local gradient (rho_a+1 - rho_a-1) / 2 Delta at t0 (macroscopic units)"
+        ds["rho_nominal"].attrs["description"] = "initial profile density at the node, rho_mid + s (x_a - 1/2)"
+        ds["slope_nominal"].attrs["description"] = "initial profile slope s"
         ds.attrs.update({"h": self.h, "elements": self.elements, "clusters_per_profile": n_blocks // self.blocks_per_cluster,
                          "margin": self.margin})
         return ds

@@ -1,0 +1,95 @@
+"""The operator stage against the exact operator of the particle system (seed 000 eq. 5; REFERENCE §1).
+
+One small run (about a minute on 2 cores) feeds every test here. The estimates
+must agree with the exact operator within their computed standard errors: with
+clusters of independent preparations the z-scores follow Student's t with
+(clusters - 1) degrees of freedom, which is what we test, estimator by estimator.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from cgflow import open_run
+
+from ..conftest import cgflow_cmd
+
+SPEC = """\
+name: fdr-operator-test
+method: fdr
+seed: 11
+stages: [ensemble, operator]
+micro: {model: zrp, sites: 200, rate_exponent: 2, boundary: closed}
+ensemble:
+  profiles:
+    flat: {rho: [4.0, 8.0]}
+    affine: {rho_mid: [9.0], slopes: [12.0, -12.0]}
+  basis_functions: 10
+  replicas: {preparations: 96, continuations: 8, block: 32}
+  times: {equilibrate: 1.0e-3, decorrelate: 2.5e-6, h: 2.5e-8, window: 2.5e-6}
+operator: {margin: 1}
+"""
+
+
+@pytest.fixture(scope="module")
+def operator(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fdr")
+    (tmp / "spec.yaml").write_text(SPEC)
+    store = tmp / "run.zarr"
+    proc = subprocess.run(cgflow_cmd("run", str(tmp / "spec.yaml"), "--store", str(store), "--workers", "2", "--no-progress"),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return open_run(store)["operator"].ds.load()
+
+
+def z_scores(op, estimator, offset):
+    sel = op.sel(estimator=estimator, offset=offset)
+    return ((sel.K - sel.K_reference) / sel.K_stderr).values
+
+
+def test_layout(operator):
+    op = operator
+    assert list(op.estimator.values) == ["increment", "quadratic_variation", "carre_du_champ"]
+    assert list(op.offset.values) == [-1, 0, 1]
+    assert op.K.dims == ("estimator", "point", "offset") and op.K_stderr.dims == op.K.dims
+    assert op.sizes["point"] == 4 * 7  # 4 profiles x interior nodes 2..8
+    for name in ("rho", "slope", "profile", "node"):
+        assert name in op.coords
+    assert np.all(np.isfinite(op.K)) and np.all(op.K_stderr > 0)
+    # an affine profile yields many (rho_a, s_a) pairs
+    steep = op.slope_nominal == 12.0
+    assert np.ptp(op.rho.values[steep]) > 5
+
+
+@pytest.mark.parametrize("estimator", ["increment", "quadratic_variation", "carre_du_champ"])
+def test_estimates_agree_with_the_exact_operator(operator, estimator):
+    """z = (K - K_exact)/SE ~ t(clusters - 1): no bias, right spread, for every stencil entry."""
+    dof = operator.attrs["clusters_per_profile"] - 1
+    for offset in (-1, 0, 1):
+        z = z_scores(operator, estimator, offset)
+        # neighbouring nodes share an element; every other node gives independent values
+        for start in (0, 1):
+            sample = z[start::2]
+            assert stats.kstest(sample, stats.t(dof).cdf).pvalue > 1e-3, (offset, np.round(sample, 2))
+        assert abs(z.mean()) <= 4 * np.sqrt(dof / (dof - 2) * 2 / len(z))  # bias: 4 SE of the mean z (neighbours correlated: x2)
+        assert np.abs(z).max() < stats.t(dof).ppf(1 - 1e-4 / len(z))  # no single wild outlier
+
+
+def test_increment_is_the_noisiest_estimator(operator):
+    # Here continuations share their preparation's state, so the carre-du-champ and the
+    # window's quadratic variation are limited by the number of preparations alike.
+    rel = (operator.K_stderr / np.abs(operator.K_reference)).sel(offset=0).median("point")
+    inc, qv, cdc = (float(rel.sel(estimator=e)) for e in ("increment", "quadratic_variation", "carre_du_champ"))
+    assert inc / cdc > 5 and inc / qv > 5
+
+
+def test_locality_probe_is_zero(operator):
+    dof = operator.attrs["clusters_per_profile"] - 1
+    z = (operator.K_far / operator.K_far_stderr).values
+    z = z[np.isfinite(z)]
+    assert stats.kstest(z[::2], stats.t(dof).cdf).pvalue > 1e-3
+    assert np.abs(z).max() < stats.t(dof).ppf(1 - 1e-4 / z.size)
