@@ -327,3 +327,24 @@ def test_lattice_and_stencil_reject_bad_input():
         hy.carre_du_champ_weights(100, 1, True)
     k0 = hy.lattice_operator(np.array([0.0, 2.0, 3.0, 0.0, 1.0, 1.0]), 2, False, 1)  # empty sites allowed
     assert np.all(np.isfinite(k0))
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_lattice_mean_field(periodic):
+    """p = 1 is linear: E eta(t) = expm(t Lap/2) eta(0) exactly; p = 2 conserves mass and keeps flat profiles."""
+    from scipy.linalg import expm
+
+    L = 60
+    rho0 = 3.0 + 2.0 * np.sin(2 * np.pi * zrp.site_positions(L)) + (0.0 if periodic else np.linspace(0, 1, L))
+    lap = np.diag(-2.0 * np.ones(L)) + np.diag(np.ones(L - 1), 1) + np.diag(np.ones(L - 1), -1)
+    if periodic:
+        lap[0, -1] = lap[-1, 0] = 1.0
+    else:
+        lap[0, 0] = lap[-1, -1] = -1.0
+    exact = expm(25.0 * lap / 2) @ rho0
+    np.testing.assert_allclose(hy.lattice_mean_field(rho0, 25.0, 1, periodic), exact, rtol=1e-6)
+    out = hy.lattice_mean_field(rho0, 25.0, 2, periodic)
+    assert abs(out.sum() - rho0.sum()) < 1e-8 * rho0.sum()
+    np.testing.assert_allclose(hy.lattice_mean_field(np.full(L, 7.0), 25.0, 2, periodic), 7.0, rtol=1e-10)
+    with pytest.raises(ValueError):
+        hy.lattice_mean_field(rho0, -1.0, 2, periodic)
