@@ -235,5 +235,23 @@ def show(store):
         click.echo(tree)
 
 
+@main.command()
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Directory for the PNG files [default: <store>-figures].")
+def plot(store, out):
+    """Write the figures the store has data for (PNG)."""
+    from .engine.store import StoreError
+    from .plots import plot_store
+
+    try:
+        paths = plot_store(store, out)
+    except StoreError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    if not paths:
+        _fail(f"{store}: no stage with figures yet (run the operator stage first)", EXIT_USAGE)
+    for p in paths:
+        click.echo(str(p))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
