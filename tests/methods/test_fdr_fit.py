@@ -49,17 +49,31 @@ EXACT = zrp_hydro.exact_stencil(RHO, SLOPE, ELEMENTS, P)
 SE = NOISE * np.abs(EXACT)
 
 
+#: Zero-sum data (carré du champ, quadratic variation): K_aa = -(K_a,a-1 + K_a,a+1) sample by sample,
+#: independent outer entries, so SE_0^2 = SE_-1^2 + SE_+1^2.
+SE_ZS = np.stack([SE[:, 0], np.hypot(SE[:, 0], SE[:, 2]), SE[:, 2]], axis=1)
+
+
 def noisy(seed: int) -> np.ndarray:
     return EXACT + SE * np.random.default_rng(seed).standard_normal(EXACT.shape)
 
 
+def noisy_zero_sum(seed: int) -> np.ndarray:
+    e = SE[:, [0, 2]] * np.random.default_rng(seed).standard_normal((RHO.size, 2))
+    return EXACT + np.stack([e[:, 0], -(e[:, 0] + e[:, 1]), e[:, 1]], axis=1)
+
+
 def synthetic_operator(seed: int = 0) -> xr.Dataset:
-    """An /operator group as written by OperatorTable (the variables the fit reads)."""
-    K = np.stack([noisy(seed + 100 * e) for e in range(len(ESTIMATORS))])
+    """An /operator group as written by OperatorTable (the variables the fit reads).
+
+    The increment estimator has independent entries, the other two are zero-sum.
+    """
+    K = np.stack([noisy(seed), noisy_zero_sum(seed + 100), noisy_zero_sum(seed + 200)])
+    se = np.stack([SE, SE_ZS, SE_ZS])
     return xr.Dataset(
         {
             "K": (("estimator", "point", "offset"), K),
-            "K_stderr": (("estimator", "point", "offset"), np.broadcast_to(SE, K.shape).copy()),
+            "K_stderr": (("estimator", "point", "offset"), se),
         },
         coords={
             "estimator": np.array(ESTIMATORS, dtype=object),
@@ -199,6 +213,29 @@ def test_delta_method_standard_errors_are_calibrated():
     assert 0.58 < np.mean(np.abs(z2) <= 1) < 0.78
 
 
+@pytest.mark.parametrize("mc", [True, False])
+def test_zero_sum_data_are_detected_and_their_errors_calibrated(mc):
+    """Entries summing to zero sample by sample: the middle one must not count as a measurement of its own."""
+    op0 = fit_stencil(RHO, SLOPE, EXACT, SE_ZS, 2, mc).operator()
+    g0 = op0.gradient_stencil()[0][1]
+    z, z_naive, chi = [], [], []
+    for seed in range(200):
+        K = noisy_zero_sum(2000 + seed)
+        f = fit_stencil(RHO, SLOPE, K, SE_ZS, 2, mc)
+        assert f.zero_sum_data and f.dof == (2 if mc else 3) * RHO.size - (12 if mc else 18)
+        k2, se = f.operator().gradient_stencil()
+        z.append((k2[1] - g0) / se[1])
+        chi.append(f.chi2_dof)
+        naive = fit_stencil(RHO, SLOPE, K, SE_ZS, 2, mc, zero_sum_data=False)
+        k2n, sen = naive.operator().gradient_stencil()
+        z_naive.append((k2n[1] - g0) / sen[1])
+    assert 0.85 < np.std(z) < 1.15
+    assert abs(np.mean(chi) - 1) < 0.03
+    if mc:  # counting the middle entry twice understates the K(2) SE by ~1.45
+        assert np.std(z_naive) > 1.3
+    assert not fit_stencil(RHO, SLOPE, noisy(1), SE, 2, mc).zero_sum_data
+
+
 # ----------------------------------------------------------------------------- the fitted operator
 def test_fitted_operator_reproduces_the_exact_stencil_and_warns_outside():
     op = fit_stencil(RHO, SLOPE, noisy(4), SE, 2, True).operator("carre_du_champ")
@@ -290,6 +327,7 @@ def test_operator_fit_compute(tmp_path):
     assert ds.attrs["order"] == 2 and ds.attrs["terms"] == list(ds["term"].values)
     assert ds.attrs["rho_range"] == [4.0, 10.0] and ds.attrs["slope_range"] == [-19.0, 19.0]
     assert ds.attrs["elements"] == ELEMENTS
+    assert list(ds["data_zero_sum"].values) == [False, True, True]
     assert all("description" in ds[v].attrs for v in ds.variables)
     assert "Appendix A" in ds["coefficients"].attrs["description"] and "eq. (9)" in ds["stencil_gradient"].attrs["description"]
 

@@ -35,14 +35,23 @@ operator: {margin: 1}
 """
 
 
+def run(spec, store, *extra):
+    return subprocess.run(cgflow_cmd("run", str(spec), "--store", str(store), "--workers", "2", "--no-progress", *extra),
+                          capture_output=True, text=True, timeout=600)
+
+
 @pytest.fixture(scope="module")
-def operator(tmp_path_factory):
+def store(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fdr")
     (tmp / "spec.yaml").write_text(SPEC)
     store = tmp / "run.zarr"
-    proc = subprocess.run(cgflow_cmd("run", str(tmp / "spec.yaml"), "--store", str(store), "--workers", "2", "--no-progress"),
-                          capture_output=True, text=True, timeout=600)
+    proc = run(tmp / "spec.yaml", store)
     assert proc.returncode == 0, proc.stderr
+    return store
+
+
+@pytest.fixture(scope="module")
+def operator(store):
     return open_run(store)["operator"].ds.load()
 
 
@@ -93,3 +102,27 @@ def test_locality_probe_is_zero(operator):
     z = z[np.isfinite(z)]
     assert stats.kstest(z[::2], stats.t(dof).cdf).pvalue > 1e-3
     assert np.abs(z).max() < stats.t(dof).ppf(1 - 1e-4 / z.size)
+
+
+def test_changed_operator_settings_recompute_only_the_operator(store, tmp_path):
+    spec = store.parent / "spec.yaml"
+    copy = tmp_path / "copy.zarr"
+    import shutil
+
+    shutil.copytree(store, copy)
+    proc = run(spec, copy, "--set", "operator.margin=2")
+    assert proc.returncode == 0, proc.stderr
+    assert "ensemble: 0 blocks computed" in proc.stdout and "operator: computed" in proc.stdout
+    assert open_run(copy)["operator"].ds.sizes["point"] == 4 * 5
+    again = run(spec, copy, "--set", "operator.margin=2")
+    assert "operator: up to date" in again.stdout
+    refused = run(spec, copy, "--set", "ensemble.times.h=5e-8")  # changes the ensemble: never mixed
+    assert refused.returncode == 3 and "--restart" in refused.stderr
+
+
+def test_plot_writes_figures(store, tmp_path):
+    proc = subprocess.run(cgflow_cmd("plot", str(store), "--out", str(tmp_path)), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert names == ["estimator_errors.png", "operator_entries.png", "v_discr.png"]
+    assert all((tmp_path / n).stat().st_size > 10_000 for n in names)

@@ -40,12 +40,14 @@ scale (``stencil_gradient_scale`` = -dE_{-1}/ds) carries the sign: -m'/2 here.
 Standard errors. ``K_stderr`` is an estimate, so the coefficient covariance is
 the *unscaled* (X^T W X)^{-1}, W = diag(1/SE^2), not multiplied by chi^2/dof;
 chi^2/dof is reported separately as the adequacy check (multiply the covariance
-by it yourself if you prefer the scaled version). The three entries at one
-point are treated as independent (only their standard errors are known); for an
-estimator whose entries sum to zero sample by sample (carré du champ, the
-realised quadratic variation) the middle entry then carries no information of
-its own, so chi^2/dof of the constrained fit is below its nominal value and the
-covariance is conservative.
+by it yourself if you prefer the scaled version). Only the standard errors of
+the entries are known, so the three entries at one point are treated as
+independent -- except for estimators whose entries sum to zero sample by sample
+(carré du champ, realised quadratic variation: K_aa = -(K_{a,a-1} + K_{a,a+1})
+exactly), where the middle entry carries no information of its own. Counting it
+would make the constrained fit's standard errors too small by ~1.45 (K(2)
+middle entry, measured); such data are detected and handled as described in
+:func:`fit_stencil` (flag ``data_zero_sum``).
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ __all__ = [
 OFFSETS = (-1, 0, 1)
 #: |normalised residual| above which a point/entry counts as an outlier.
 OUTLIER_THRESHOLD = 3.0
+#: Relative tolerance of |K_-1 + K_0 + K_+1| / sum |K_o| for data that sum to zero point by point.
+ZERO_SUM_RTOL = 1e-9
 #: Relative tolerance (of the range width) before a point counts as outside the probed rectangle.
 _RANGE_TOL = 1e-9
 
@@ -412,9 +416,13 @@ class FitResult:
         (singular, rank 2 n_terms, with mass conservation).
     terms, order, mass_conservation
         As given.
+    zero_sum_data : bool
+        Whether the data were treated as summing to zero point by point (:func:`fit_stencil`).
     chi2, dof, chi2_dof : float, int, float
-        sum of squared normalised residuals, 3 n_used - n_free_parameters, and their
-        ratio (NaN if dof = 0). ~1 when the model and the standard errors are right.
+        Sum of squared normalised residuals of the entries that carry weight,
+        their number minus the free parameters (3 n_used - k p, or 2 n_used - 2 p for
+        zero-sum data with mass conservation), and their ratio (NaN if dof = 0);
+        ~1 when the model and the standard errors are right.
     residual : ndarray, shape (n_points, 3)
         (K - E)/SE at the used points, NaN at dropped ones.
     fitted : ndarray, shape (n_points, 3)
@@ -435,6 +443,7 @@ class FitResult:
     terms: tuple[str, ...]
     order: int
     mass_conservation: bool
+    zero_sum_data: bool
     chi2: float
     dof: int
     chi2_dof: float
@@ -468,7 +477,13 @@ class FitResult:
         )
 
 
-def fit_stencil(rho, slope, K, K_stderr, order: int = 2, mass_conservation: bool = True) -> FitResult:
+def _zero_sum_rows(K: np.ndarray) -> bool:
+    """Whether every row of K sums to zero to rounding (estimators that are zero-sum sample by sample)."""
+    return bool(np.all(np.abs(K.sum(axis=1)) <= ZERO_SUM_RTOL * np.abs(K).sum(axis=1)))
+
+
+def fit_stencil(rho, slope, K, K_stderr, order: int = 2, mass_conservation: bool = True,
+                zero_sum_data: bool | None = None) -> FitResult:
     """Weighted least-squares polynomial fit of the three operator entries on V_discr (seed Appendix A).
 
     Parameters
@@ -481,6 +496,11 @@ def fit_stencil(rho, slope, K, K_stderr, order: int = 2, mass_conservation: bool
         Polynomial order in (rho, s) (:func:`design_matrix`).
     mass_conservation : bool, default True
         Impose E_{-1} + E_0 + E_{+1} == 0 identically, by c_0 = -(c_{-1} + c_{+1}).
+    zero_sum_data : bool or None, default None
+        Whether the measured entries sum to zero point by point (K_aa =
+        -(K_{a,a-1} + K_{a,a+1}) sample by sample, as for the carré du champ and
+        the realised quadratic variation); None detects it (relative 1e-9 at every
+        used point). See Notes.
 
     Returns
     -------
@@ -501,6 +521,20 @@ def fit_stencil(rho, slope, K, K_stderr, order: int = 2, mass_conservation: bool
     it is solved by SVD, which also gives the unscaled covariance
     V S^-2 V^T = (A^T A)^-1 (module docstring). Points with a non-finite rho, s,
     K or SE, or SE <= 0, in any entry are dropped as a whole.
+
+    Zero-sum data. If K_0 = -(K_{-1} + K_{+1}) at every point, the middle entry is
+    no independent measurement: its noise is minus the sum of the outer ones.
+    Treating it as independent would count the outer noise twice and make the
+    constrained fit's standard errors too small (by ~1.45 for the K(2) middle
+    entry, measured on synthetic data). Then, with mass conservation, the middle
+    entry gets weight 0 (its residual is still reported) and dof = 2 n - 2 p;
+    this is exact when the outer entries are independent (they are, up to the one
+    shared node site, for the carré du champ and the quadratic variation). Without
+    mass conservation each entry is still fitted on its own (the paper's
+    independent fits), chi^2 is the plain sum (correct in expectation), and the
+    coefficient covariance is the sandwich H Sigma H^T with the implied per-point
+    noise covariance Sigma_p = [[v-, -v-, 0], [-v-, v- + v+, -v+], [0, -v+, v+]],
+    v+- = SE_{+-1}^2, which supplies the cross-entry covariances.
     """
     rho = np.asarray(rho, dtype=np.float64)
     slope = np.asarray(slope, dtype=np.float64)
@@ -514,7 +548,8 @@ def fit_stencil(rho, slope, K, K_stderr, order: int = 2, mass_conservation: bool
     terms = polynomial_terms(order)
     names = tuple(name for _, _, name in terms)
     p = len(terms)
-    T = _constraint_map(bool(mass_conservation))
+    mass_conservation = bool(mass_conservation)
+    T = _constraint_map(mass_conservation)
     k = T.shape[1]
 
     used = (np.isfinite(rho) & np.isfinite(slope) & np.all(np.isfinite(K), axis=1)
@@ -526,15 +561,20 @@ def fit_stencil(rho, slope, K, K_stderr, order: int = 2, mass_conservation: bool
             f"K_stderr <= 0), fewer than the {p} terms per entry of the order-{order} polynomial "
             f"({k * p} free parameters)"
         )
+    Ku, seu = K[used], se[used]
+    zero_sum = _zero_sum_rows(Ku) if zero_sum_data is None else bool(zero_sum_data)
     X, _ = design_matrix(rho[used], slope[used], order)
     scale = np.abs(X).max(axis=0)
     if np.any(scale == 0):
         zero = [names[t] for t in np.flatnonzero(scale == 0)]
         raise ValueError(f"rank-deficient design: terms {zero} vanish at every usable point")
     Xs = X / scale
-    w = 1.0 / se[used]  # (n, 3)
+    w = 1.0 / seu  # (n, 3)
+    if zero_sum and mass_conservation:
+        w = w.copy()
+        w[:, 1] = 0.0  # the middle entry is minus the sum of the outer ones: no information of its own
     A = np.concatenate([w[:, o, None] * np.kron(T[o][None, :], Xs) for o in range(3)], axis=0)  # (3n, k p)
-    y = np.concatenate([w[:, o] * K[used, o] for o in range(3)])
+    y = np.concatenate([w[:, o] * Ku[:, o] for o in range(3)])
     U, S, Vt = np.linalg.svd(A, full_matrices=False)
     rank = int(np.sum(S > S[0] * max(A.shape) * np.finfo(float).eps))
     if rank < k * p:
@@ -548,25 +588,37 @@ def fit_stencil(rho, slope, K, K_stderr, order: int = 2, mass_conservation: bool
     M = np.kron(T, np.eye(p)) * np.tile(1.0 / scale, 3)[:, None]  # (3p, k p)
     c = (M @ theta).reshape(3, p)
     cov = M @ cov_theta @ M.T
-    cov = 0.5 * (cov + cov.T)
     if mass_conservation:
         c[1] = -(c[0] + c[2])  # exact, not just to rounding of the matrix product
+    elif zero_sum:
+        # sandwich: c_o = G_o X^T W_o K_o, Cov(c_o, c_o') = G_o X^T diag(w_o^2 w_o'^2 Sigma_oo') X G_o'
+        v = seu**2
+        sigma = np.zeros((3, 3, n))
+        sigma[0, 0], sigma[2, 2] = v[:, 0], v[:, 2]
+        sigma[1, 1] = v[:, 0] + v[:, 2]
+        sigma[0, 1] = sigma[1, 0] = -v[:, 0]
+        sigma[1, 2] = sigma[2, 1] = -v[:, 2]
+        H = [cov[o * p:(o + 1) * p, o * p:(o + 1) * p] @ (X.T * w[:, o] ** 2) for o in range(3)]  # (p, n)
+        cov = np.block([[(H[o] * sigma[o, q]) @ H[q].T for q in range(3)] for o in range(3)])
+    cov = 0.5 * (cov + cov.T)
 
     fitted = np.full((n_pts, 3), np.nan)
     finite = np.isfinite(rho) & np.isfinite(slope)
     Xall, _ = design_matrix(rho[finite], slope[finite], order)
     fitted[finite] = Xall @ c.T
     residual = np.full((n_pts, 3), np.nan)
-    residual[used] = (K[used] - fitted[used]) / se[used]
-    chi2 = float(np.sum(residual[used] ** 2))
-    dof = 3 * n - k * p
+    residual[used] = (Ku - fitted[used]) / seu
+    counted = w > 0
+    chi2 = float(np.sum(residual[used][counted] ** 2))
+    dof = int(counted.sum()) - k * p
     return FitResult(
         coefficients=c,
         stderr=np.sqrt(np.clip(np.diag(cov), 0.0, None)).reshape(3, p),
         covariance=cov,
         terms=names,
         order=int(order),
-        mass_conservation=bool(mass_conservation),
+        mass_conservation=mass_conservation,
+        zero_sum_data=zero_sum,
         chi2=chi2,
         dof=dof,
         chi2_dof=chi2 / dof if dof > 0 else float("nan"),
@@ -598,11 +650,12 @@ _DESCRIPTIONS = {
     "coefficients_stderr": "sqrt of the diagonal of coefficients_covariance",
     "coefficients_covariance": "unscaled covariance (X^T W X)^-1 of the flattened coefficients (not multiplied by chi2_dof); singular with mass conservation (c_0 = -(c_-1 + c_+1))",
     "chi2_dof": "chi^2 / degrees of freedom of the fit; ~1 if the polynomial model and the standard errors are adequate",
-    "dof": "degrees of freedom: 3 n_points_used - free parameters (2 or 3 per term)",
+    "dof": "degrees of freedom: weighted entries (3 per point; 2 for zero-sum data with mass conservation) - free parameters (2 or 3 per term)",
     "n_points_used": "V_discr points in the fit",
     "n_points_dropped": "points dropped for non-finite rho, slope, K or K_stderr, or K_stderr <= 0 (any entry)",
     "n_outliers": "(point, entry) pairs with |residual| > 3",
     "condition_number": "condition number of the whitened, column-equilibrated design",
+    "data_zero_sum": "whether the estimator's entries sum to zero point by point (K_aa = -(K_a,a-1 + K_a,a+1)); then the middle entry is not counted as an independent measurement (fit_stencil)",
     "point_used": "whether the point entered the fits of this estimator",
     "residual": "normalised residual (K - E)/K_stderr at the used points, NaN at dropped ones",
     "fitted": "fitted E(rho_a, s) at every V_discr point",
@@ -711,11 +764,12 @@ class OperatorFit:
         ends_out = {name: full(2, 3) for name in ("stencil_laplacian_ends", "stencil_laplacian_ends_stderr",
                                                   "stencil_gradient_ends", "stencil_gradient_ends_stderr")}
         point_used = np.zeros((n_e, n_pts), dtype=bool)
+        zero_sum = np.zeros(n_e, dtype=bool)
         for (e, m), f in fits.items():
             fo = f.operator(estimators[e], rho_range, slope_range)
             coef[e, m], coef_se[e, m], cov[e, m] = f.coefficients, f.stderr, f.covariance
             residual[e, m], fitted[e, m] = f.residual, f.fitted
-            point_used[e] = f.used
+            point_used[e], zero_sum[e] = f.used, f.zero_sum_data
             out["chi2_dof"][e, m], out["condition_number"][e, m] = f.chi2_dof, f.condition_number
             ints["dof"][e, m], ints["n_points_used"][e, m] = f.dof, f.n_used
             ints["n_points_dropped"][e, m], ints["n_outliers"][e, m] = f.n_dropped, f.n_outliers
@@ -737,6 +791,7 @@ class OperatorFit:
             "residual": (em + ("point", "offset"), residual),
             "fitted": (em + ("point", "offset"), fitted),
             "point_used": (("estimator", "point"), point_used),
+            "data_zero_sum": (("estimator",), zero_sum),
             **{k: (em, v) for k, v in out.items()},
             **{k: (em, v) for k, v in ints.items()},
             **{k: (em + ("offset",), v) for k, v in stencils.items()},
