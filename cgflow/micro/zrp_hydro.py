@@ -543,8 +543,10 @@ def carre_du_champ_stencil(g_bonds_mean, sites, elements, periodic, half_width=1
         raise ValueError(f"g_bonds_mean must have last axis of length n_bonds = {n_bonds}, got shape {r.shape}")
     if not np.all(np.isfinite(r)):
         raise ValueError("g_bonds_mean must be finite")
-    w = _stencil_map(L, N, periodic, int(half_width))
     batch = r.shape[:-1]
+    if L % N == 0 and half_width == 1:
+        return _element_stencil(r, L, N, periodic)
+    w = _stencil_map(L, N, periodic, int(half_width))
     flat = r.reshape(-1, n_bonds)
     out = np.asarray(w @ flat.T).T  # (B, n_nodes * width)
     n_nodes = N if periodic else N + 1
@@ -607,3 +609,25 @@ def lattice_mean_field(rho_sites, duration, rate_exponent, periodic):
     if not sol.success:  # pragma: no cover - guards a silent failure
         raise RuntimeError(f"lattice_mean_field: integration failed: {sol.message}")
     return sol.y[:, -1]
+
+
+def _element_stencil(r: np.ndarray, L: int, N: int, periodic: bool) -> np.ndarray:
+    """Fast path of :func:`carre_du_champ_stencil` for L = nN (nodes on sites).
+
+    Every bond of element e changes hat e by -1/n and hat e+1 by +1/n, so with
+    R_e the summed rates of the element's bonds: K_b,b-1 = -(L/2) R_b-1/n**2,
+    K_b,b+1 = -(L/2) R_b/n**2, K_bb = (L/2)(R_b-1 + R_b)/n**2.
+    """
+    n = L // N
+    batch = r.shape[:-1]
+    if periodic:
+        per_element = r.reshape(batch + (N, n)).sum(axis=-1)
+        left, right = np.roll(per_element, 1, axis=-1), per_element  # elements b-1 and b of node b
+    else:  # the last element has n - 1 bonds (no bond beyond site L - 1)
+        padded = np.concatenate([r, np.zeros(batch + (1,))], axis=-1)
+        per_element = padded.reshape(batch + (N, n)).sum(axis=-1)
+        zero = np.zeros(batch + (1,))
+        left = np.concatenate([zero, per_element], axis=-1)
+        right = np.concatenate([per_element, zero], axis=-1)
+    scale = 0.5 * L / n**2
+    return np.stack([-scale * left, scale * (left + right), -scale * right], axis=-1)
