@@ -6,6 +6,7 @@ files into ``STORE/../<name>-figures/``.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -55,9 +56,12 @@ def operator_entries(tree: xr.DataTree, estimator: str = "carre_du_champ"):
 
             fitted = FittedOperator.from_dataset(fit, estimator, True)
             rho = np.linspace(float(op.rho.min()), float(op.rho.max()), 100)
-            for s in np.unique(np.round(op.slope_nominal.values)):
-                ax.plot(rho, fitted.stencil(rho, np.full_like(rho, s))[:, offset + 1], lw=0.8,
-                        color=plt.cm.coolwarm((s - op.slope.min()) / max(np.ptp(op.slope), 1e-9)))
+            slopes = op.slope.values
+            with warnings.catch_warnings():  # curves span the whole rho range of the plot
+                warnings.simplefilter("ignore")
+                for s in np.unique(np.round(op.slope_nominal.values)):
+                    ax.plot(rho, fitted.stencil(rho, np.full_like(rho, s))[:, offset + 1], lw=0.8,
+                            color=plt.cm.coolwarm((s - slopes.min()) / max(np.ptp(slopes), 1e-9)))
         ax.set_xlabel(r"$\rho_a$")
         ax.set_title(ENTRY_LABELS[offset])
     axes[0].legend(loc="best")

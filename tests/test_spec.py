@@ -11,7 +11,7 @@ from .conftest import TINY_SPEC
 
 def test_tiny_spec_resolves_defaults(tiny_spec):
     spec = load_spec(tiny_spec)
-    assert spec.stages == ("ensemble", "operator")
+    assert spec.stages == ("ensemble", "operator", "fit")
     assert spec["micro.boundary"] == "closed"
     assert spec["ensemble.replicas.continuations"] == 4
     assert [(p.kind, p.rho_mid, p.slope) for p in spec.profiles] == [("flat", 3.0, 0.0), ("flat", 6.0, 0.0), ("affine", 5.0, 4.0)]
@@ -51,7 +51,7 @@ def test_yaml_exponent_floats():
         ("ensemble.basis_functions=7", "ensemble.basis_functions", "must divide micro.sites"),
         ("ensemble.profiles.affine.slopes=[12]", "ensemble.profiles.affine.slopes", "stay > 0"),
         ("ensemble.store_replicas=3", "ensemble.store_replicas", "true or false"),
-        ("stages=[fit]", "stages", "unknown stage"),
+        ("stages=[plot]", "stages", "unknown stage"),
     ],
 )
 def test_invalid_values_name_the_key(tiny_spec, override, key, expected):

@@ -22,7 +22,7 @@ SPEC = """\
 name: fdr-operator-test
 method: fdr
 seed: 11
-stages: [ensemble, operator]
+stages: [ensemble, operator, fit]
 micro: {model: zrp, sites: 200, rate_exponent: 2, boundary: closed}
 ensemble:
   profiles:

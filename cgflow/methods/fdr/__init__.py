@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from .ensemble import ZRPEnsemble
+from .fit import FittedOperator, OperatorFit, fitted_operator
 from .operator import OperatorTable
 
-__all__ = ["ZRPEnsemble", "OperatorTable", "build_stages"]
+__all__ = ["ZRPEnsemble", "OperatorTable", "OperatorFit", "FittedOperator", "fitted_operator", "build_stages"]
 
 
 def build_stages(spec: Any) -> list:
     """All stages of the method, chained by fingerprints; those in ``spec.stages`` are returned."""
     ensemble = ZRPEnsemble.from_spec(spec)
-    stages = {"ensemble": ensemble, "operator": OperatorTable.from_spec(spec, ensemble)}
+    operator = OperatorTable.from_spec(spec, ensemble)
+    stages = {"ensemble": ensemble, "operator": operator, "fit": OperatorFit.from_spec(spec, operator)}
     return [stages[name] for name in spec.stages]

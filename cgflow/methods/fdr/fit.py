@@ -711,9 +711,8 @@ class OperatorFit:
     @classmethod
     def from_spec(cls, spec: Any, operator: Any) -> "OperatorFit":
         """From the spec's ``fit`` section (defaults: order 2, variants (True, False)) and the operator stage."""
-        order = spec.get("fit.order", 2) if hasattr(spec, "get") else 2
-        mc = spec.get("fit.mass_conservation", (True, False)) if hasattr(spec, "get") else (True, False)
-        return cls(upstream=fingerprint(operator), order=int(order), mass_conservation=tuple(bool(v) for v in mc))
+        fit = spec["fit"]
+        return cls(upstream=fingerprint(operator), order=fit["order"], mass_conservation=tuple(fit["mass_conservation"]))
 
     def compute(self, tree: xr.DataTree) -> xr.Dataset:
         """The ``/fit`` group from ``tree["operator"]`` (variables: module ``_DESCRIPTIONS``).
