@@ -19,6 +19,7 @@ TINY_SPEC = """\
 name: tiny
 method: fdr
 seed: 7
+stages: [ensemble]
 micro: {model: zrp, sites: 100, rate_exponent: 2, boundary: closed}
 ensemble:
   profiles:

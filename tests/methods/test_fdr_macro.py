@@ -79,8 +79,8 @@ def stage(**kw) -> MacroSimulation:
 
 @pytest.fixture(scope="module")
 def explicit_run() -> xr.Dataset:
-    # "increment" holds the exact stencils times 1.01: a 1 % faster operator, to tell estimators apart
-    return stage().compute(fit_tree(scale={"carre_du_champ": 1.0, "increment": 1.01}))
+    # "increment" holds the exact stencils times 1.05: a 5 % faster operator, to tell estimators apart
+    return stage().compute(fit_tree(scale={"carre_du_champ": 1.0, "increment": 1.05}))
 
 
 # ----------------------------------------------------------------------------- cases
@@ -181,9 +181,9 @@ def test_noise_free_fit_reproduces_the_exact_operator(explicit_run):
     ref = explicit_run.rho_reference
     change = np.abs(ref.isel(time=-1) - ref.isel(time=0)).max(dim="x")
     assert np.all(change > 0.1)  # measured 0.60 (periodic), 0.15 (Dirichlet)
-    # the "increment" operator is 1 % too large: a visibly larger error (results land in the right slot)
+    # the "increment" operator is 5 % too large: a visibly larger error (results land in the right slot)
     err_inc = explicit_run.rel_l2_error.sel(estimator="increment").isel(time=-1)
-    assert np.all(err_inc > 30 * err) and np.all(err_inc < 1e-2)
+    assert np.all(err_inc > 10 * err) and np.all(err_inc < 1e-2)
 
 
 def test_periodic_mass_is_conserved_by_the_constrained_fit(explicit_run):
@@ -266,3 +266,14 @@ def test_result_round_trips_through_zarr(explicit_run, tmp_path):
     xr.testing.assert_allclose(back.drop_vars("boundary"), explicit_run.drop_vars("boundary"))
     assert back.attrs["failures"] == [] and back.attrs["case_descriptions"] == explicit_run.attrs["case_descriptions"]
     assert back.mass_conservation.dtype == bool
+
+
+def test_a_runaway_run_is_stopped_by_the_evaluation_budget(monkeypatch):
+    # a budget of half the reference's operator evaluations stops every fitted run half-way
+    monkeypatch.setattr(macro, "BUDGET_MIN_CALLS", 0)
+    monkeypatch.setattr(macro, "BUDGET_FACTOR", 0.5)
+    ds = stage(cases=("periodic-cosine",), t_end=1e-4, saves=1).compute(fit_tree())
+    assert bool(ds.failed.all()) and np.all(np.isnan(ds.rho))
+    assert len(ds.attrs["failures"]) == 2
+    assert all("_BudgetExceeded: stopped after" in f for f in ds.attrs["failures"])
+    assert np.all(np.isfinite(ds.rho_reference))

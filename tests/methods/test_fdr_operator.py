@@ -22,7 +22,7 @@ SPEC = """\
 name: fdr-operator-test
 method: fdr
 seed: 11
-stages: [ensemble, operator, fit]
+stages: [ensemble, operator, fit, macro]
 micro: {model: zrp, sites: 200, rate_exponent: 2, boundary: closed}
 ensemble:
   profiles:
@@ -32,6 +32,7 @@ ensemble:
   replicas: {preparations: 96, continuations: 8, block: 32}
   times: {equilibrate: 1.0e-3, decorrelate: 2.5e-6, h: 2.5e-8, window: 2.5e-6}
 operator: {margin: 1}
+macro: {method: implicit, elements: 20, t_end: 1.0e-3, saves: 4}
 """
 
 

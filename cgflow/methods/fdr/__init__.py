@@ -6,14 +6,24 @@ from typing import Any
 
 from .ensemble import ZRPEnsemble
 from .fit import FittedOperator, OperatorFit, fitted_operator
+from .macro import MacroSimulation
 from .operator import OperatorTable
 
-__all__ = ["ZRPEnsemble", "OperatorTable", "OperatorFit", "FittedOperator", "fitted_operator", "build_stages"]
+__all__ = [
+    "ZRPEnsemble",
+    "OperatorTable",
+    "OperatorFit",
+    "MacroSimulation",
+    "FittedOperator",
+    "fitted_operator",
+    "build_stages",
+]
 
 
 def build_stages(spec: Any) -> list:
     """All stages of the method, chained by fingerprints; those in ``spec.stages`` are returned."""
     ensemble = ZRPEnsemble.from_spec(spec)
     operator = OperatorTable.from_spec(spec, ensemble)
-    stages = {"ensemble": ensemble, "operator": operator, "fit": OperatorFit.from_spec(spec, operator)}
+    fit = OperatorFit.from_spec(spec, operator)
+    stages = {"ensemble": ensemble, "operator": operator, "fit": fit, "macro": MacroSimulation.from_spec(spec, fit)}
     return [stages[name] for name in spec.stages]

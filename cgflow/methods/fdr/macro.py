@@ -61,6 +61,7 @@ from typing import Callable
 import numpy as np
 import xarray as xr
 
+from ...engine.types import fingerprint
 from ...macro import fem
 from ...micro import zrp_hydro
 from .fit import ExtrapolationWarning, FittedOperator
@@ -270,8 +271,8 @@ class _FittedStencil:
         self.calls += 1
         if self.budget is not None and self.calls > self.budget:
             raise _BudgetExceeded(
-                f"stopped after {self.budget} operator evaluations ({BUDGET_FACTOR}x the reference's): "
-                "the step size collapsed"
+                f"stopped after {self.budget} operator evaluations (the larger of {BUDGET_MIN_CALLS} and "
+                f"{BUDGET_FACTOR}x the reference's): the step size collapsed"
             )
         rho = np.asarray(rho, dtype=np.float64)
         slope = np.asarray(slope, dtype=np.float64)
@@ -375,8 +376,6 @@ class MacroSimulation:
     @classmethod
     def from_spec(cls, spec, fit) -> "MacroSimulation":
         """The stage of a validated spec (section ``macro``), downstream of the ``fit`` stage ``fit``."""
-        from ...engine.types import fingerprint
-
         macro = spec["macro"]
         return cls(
             upstream=fingerprint(fit),
@@ -451,7 +450,10 @@ class MacroSimulation:
               over (case).
 
             A failed run has NaN values, ``steps = -1`` and ``failed = True``, and its
-            message is in ``attrs['failures']``.
+            message ("<estimator> / mass_conservation=<bool> / <case>: <error>") is
+            in ``attrs['failures']``; nothing is raised. If the reference of a case
+            fails ("reference / <case>: ..."), its ``rho_reference`` and the case's
+            ``rel_l2_error`` are NaN.
         """
         fit = tree["fit"].ds
         estimators = [str(e) for e in fit["estimator"].values]
