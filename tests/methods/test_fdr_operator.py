@@ -125,5 +125,18 @@ def test_plot_writes_figures(store, tmp_path):
     proc = subprocess.run(cgflow_cmd("plot", str(store), "--out", str(tmp_path)), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     names = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert names == ["estimator_errors.png", "operator_entries.png", "v_discr.png"]
+    assert names == ["estimator_errors.png", "macro_evolution.png", "operator_entries.png", "v_discr.png"]
     assert all((tmp_path / n).stat().st_size > 10_000 for n in names)
+
+
+def test_pipeline_reaches_the_macro_stage(store):
+    """fit and macro run on the measured operator; mass conservation is exact in the constrained fit."""
+    tree = open_run(store)
+    fit = tree["fit"].ds.load()
+    assert float(fit.column_sum_max.sel(mass_conservation=True).max()) < 1e-9 * float(np.abs(fit.coefficients).max())
+    mac = tree["macro"].ds.load()
+    assert mac.attrs["failures"] == []
+    err = mac.rel_l2_error.sel(estimator="carre_du_champ", mass_conservation=True).isel(time=-1)
+    assert np.all(np.isfinite(err)) and float(err.max()) < 0.05  # a 200-site lattice with 10 elements: percent level
+    mass = mac.mass.sel(mass_conservation=True, case="periodic-cosine").values  # (estimator, time)
+    np.testing.assert_allclose(mass, mass[:, :1] * np.ones_like(mass), rtol=1e-10)
