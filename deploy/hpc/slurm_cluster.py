@@ -7,14 +7,14 @@ job); the workers run in SLURM jobs laid out as deploy/hpc/jobqueue.yaml says.
 Keep a cluster up, and run cgflow against it from another shell:
 
     python deploy/hpc/slurm_cluster.py --jobs 8 --scheduler-file ~/cgflow-scheduler.json
-    cgflow run workflows/zrp-ensemble-paper.yaml --scheduler-file ~/cgflow-scheduler.json \\
-        --store /shared/project/zrp-ensemble-paper.zarr
+    cgflow run workflows/zrp-fdr-paper.yaml --scheduler-file ~/cgflow-scheduler.json \\
+        --store /shared/project/zrp-fdr-paper.zarr
 
 Or start the cluster, run one command on it, and stop the cluster when it ends (a
 `cgflow run` command is given `--scheduler-file` automatically):
 
     python deploy/hpc/slurm_cluster.py --jobs 8 -- \\
-        cgflow run workflows/zrp-ensemble-paper.yaml --store /shared/project/zrp-ensemble-paper.zarr
+        cgflow run workflows/zrp-fdr-paper.yaml --store /shared/project/zrp-fdr-paper.zarr
 
 Print the job script that would be submitted, and submit nothing:
 
@@ -55,7 +55,7 @@ def _raise_terminated(signum, frame):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Start a Dask cluster on SLURM for cgflow; optionally run COMMAND on it, then stop it.",
-        epilog="Example: %(prog)s --jobs 8 -- cgflow run workflows/zrp-ensemble-paper.yaml --store /shared/x.zarr",
+        epilog="Example: %(prog)s --jobs 8 -- cgflow run workflows/zrp-fdr-paper.yaml --store /shared/x.zarr",
     )
     parser.add_argument("--config", type=Path, default=DEFAULT_JOBQUEUE_CONFIG,
                         help="dask-jobqueue settings (jobqueue.slurm.*) [default: %(default)s]")
