@@ -81,7 +81,8 @@ _MAX_PROPOSALS_PER_DRAW = 2.0**40
 
 
 # ----------------------------------------------------------------------------- validation
-def _check_exponent(rate_exponent) -> int:
+def check_rate_exponent(rate_exponent) -> int:
+    """The rate exponent p as an int; ValueError unless p is one of :data:`SUPPORTED_RATE_EXPONENTS`."""
     if isinstance(rate_exponent, bool) or not isinstance(rate_exponent, Integral):
         raise ValueError(f"rate_exponent must be an integer in {SUPPORTED_RATE_EXPONENTS}, got {rate_exponent!r}")
     p = int(rate_exponent)
@@ -150,7 +151,7 @@ def density(phi, rate_exponent):
         p = 0: phi/(1 - phi); p = 1: phi; p = 2: sqrt(phi) I1(2 sqrt(phi))/I0(2 sqrt(phi))
         (seed 000 eq. (7) with m = phi/2; REFERENCE §1).
     """
-    p = _check_exponent(rate_exponent)
+    p = check_rate_exponent(rate_exponent)
     phi_arr = np.asarray(phi, dtype=np.float64)
     if not np.all(np.isfinite(phi_arr)) or np.any(phi_arr <= 0):
         raise ValueError("phi must be finite and > 0")
@@ -190,7 +191,7 @@ def fugacity(rho, rate_exponent):
     ValueError
         If any ``rho <= 0`` or not finite, or ``rate_exponent`` is unsupported.
     """
-    p = _check_exponent(rate_exponent)
+    p = check_rate_exponent(rate_exponent)
     rho_arr = np.asarray(rho, dtype=np.float64)
     if not np.all(np.isfinite(rho_arr)) or np.any(rho_arr <= 0):
         raise ValueError("rho must be finite and > 0")
@@ -240,7 +241,7 @@ def compressibility(rho, rate_exponent):
         p = 0: rho (1 + rho); p = 1: rho; p = 2: phi - rho**2 (REFERENCE §1; from
         E[eta**2] = E[g(eta)] = phi). Equivalently chi = phi d rho/d phi for every p.
     """
-    p = _check_exponent(rate_exponent)
+    p = check_rate_exponent(rate_exponent)
     rho_arr = np.asarray(rho, dtype=np.float64)
     phi = np.asarray(fugacity(rho_arr, p))
     if p == 0:
@@ -279,7 +280,7 @@ def site_marginal(k, phi, rate_exponent):
         The normalised pmf, evaluated in log space so that large ``phi`` neither
         overflows nor underflows (REFERENCE §1).
     """
-    p = _check_exponent(rate_exponent)
+    p = check_rate_exponent(rate_exponent)
     density(phi, p)  # validates phi
     k_arr = np.asarray(k)
     if not np.issubdtype(k_arr.dtype, np.integer):
@@ -387,7 +388,7 @@ def sample_product_measure(rho_sites, rate_exponent, rng) -> np.ndarray:
         Site i is distributed as ``site_marginal(., fugacity(rho_sites[i], p), p)``
         (the local-equilibrium product measure of seed 000 §4; REFERENCE §1).
     """
-    p = _check_exponent(rate_exponent)
+    p = check_rate_exponent(rate_exponent)
     rng = _check_rng(rng)
     rho = np.asarray(rho_sites, dtype=np.float64)
     if rho.ndim != 1 or rho.size == 0:
@@ -767,7 +768,7 @@ def run_zrp(eta, duration, rate_exponent, periodic, rng, bond_jumps=None) -> int
     """
     eta = _check_eta(eta)
     duration = _check_duration(duration)
-    p = _check_exponent(rate_exponent)
+    p = check_rate_exponent(rate_exponent)
     rng = _check_rng(rng)
     bonds = _check_counter(bond_jumps, eta.size, "bond_jumps")
     none = np.empty(0, dtype=np.int64)
@@ -802,7 +803,7 @@ def run_zrp_tagged(eta, sites, duration, rate_exponent, periodic, rng, bond_jump
     """
     eta = _check_eta(eta)
     duration = _check_duration(duration)
-    p = _check_exponent(rate_exponent)
+    p = check_rate_exponent(rate_exponent)
     rng = _check_rng(rng)
     bonds = _check_counter(bond_jumps, eta.size, "bond_jumps")
     n = int(eta.sum())

@@ -45,7 +45,7 @@ from numbers import Integral
 import numpy as np
 from scipy import sparse
 
-from cgflow.micro.zrp import SUPPORTED_RATE_EXPONENTS, compressibility, fugacity
+from cgflow.micro.zrp import check_rate_exponent, compressibility, fugacity
 
 __all__ = [
     "carre_du_champ_stencil",
@@ -62,15 +62,6 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- validation
-def _check_exponent(rate_exponent) -> int:
-    if isinstance(rate_exponent, bool) or not isinstance(rate_exponent, Integral):
-        raise ValueError(f"rate_exponent must be an integer in {SUPPORTED_RATE_EXPONENTS}, got {rate_exponent!r}")
-    p = int(rate_exponent)
-    if p not in SUPPORTED_RATE_EXPONENTS:
-        raise ValueError(f"unsupported rate_exponent {p}; supported: {SUPPORTED_RATE_EXPONENTS}")
-    return p
-
-
 def _check_positive_int(value, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral) or int(value) < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -114,7 +105,7 @@ def mobility(rho, rate_exponent):
     which equals (1/2) Laplacian phi iff m = phi/2. This is seed eq. (7) (the paper's m
     is phi/2) and REFERENCE §1.
     """
-    p = _check_exponent(rate_exponent)
+    p = check_rate_exponent(rate_exponent)
     rho_arr = _check_rho(rho)
     return _out(0.5 * np.asarray(fugacity(rho_arr, p)))
 
@@ -143,7 +134,7 @@ def thermodynamic_force(rho, rate_exponent):
     phi' Z_p'/Z_p = -log phi. This is F of seed eq. (7) (F = -log 2m, m = phi/2;
     REFERENCE §1).
     """
-    p = _check_exponent(rate_exponent)
+    p = check_rate_exponent(rate_exponent)
     rho_arr = _check_rho(rho)
     return _out(-np.log(np.asarray(fugacity(rho_arr, p))))
 
@@ -171,7 +162,7 @@ def diffusivity(rho, rate_exponent):
     chi = Var eta = d rho/d theta = phi d rho/d phi, so phi' = phi/chi and
     D = phi/(2 chi) (REFERENCE §1).
     """
-    p = _check_exponent(rate_exponent)
+    p = check_rate_exponent(rate_exponent)
     rho_arr = _check_rho(rho)
     if p == 0:
         out = 0.5 / (1.0 + rho_arr) ** 2
@@ -219,7 +210,7 @@ def mobility_derivatives(rho, rate_exponent):
     m'' multiplies the s**2 term of the stencil expansion (REFERENCE §1; seed
     Appendix C, d^2m/dx^2 = m'' s**2 for an affine profile).
     """
-    p = _check_exponent(rate_exponent)
+    p = check_rate_exponent(rate_exponent)
     rho_arr = _check_rho(rho)
     if p == 0:
         m = 0.5 * rho_arr / (1.0 + rho_arr)
@@ -279,7 +270,7 @@ def exact_stencil(rho_a, slope, elements, rate_exponent, nodes=10):
     K_{a,a-1}(s) = K_{a,a+1}(-s) exactly. m is analytic, so 10 points give machine
     precision.
     """
-    p = _check_exponent(rate_exponent)
+    p = check_rate_exponent(rate_exponent)
     n_el = _check_positive_int(elements, "elements")
     n_q = _check_positive_int(nodes, "nodes")
     rho_a, slope = np.broadcast_arrays(np.asarray(rho_a, dtype=np.float64), np.asarray(slope, dtype=np.float64))
@@ -334,7 +325,7 @@ def stencil_expansion(rho_a, slope, elements, rate_exponent):
     (REFERENCE §1; seed Appendix C eqs. (C.2)-(C.4) with dm/dx = m' s,
     d^2m/dx^2 = m'' s**2). The neglected off-diagonal term is m''' s**3 Delta**2/24.
     """
-    p = _check_exponent(rate_exponent)
+    p = check_rate_exponent(rate_exponent)
     n_el = _check_positive_int(elements, "elements")
     rho_a, slope = np.broadcast_arrays(np.asarray(rho_a, dtype=np.float64), np.asarray(slope, dtype=np.float64))
     if not np.all(np.isfinite(slope)):
@@ -437,7 +428,7 @@ def lattice_operator(rho_sites, elements, periodic, rate_exponent):
     of N, K is tridiagonal (module docstring).
     Computed as a dense product, O(L) per node pair.
     """
-    p = _check_exponent(rate_exponent)
+    p = check_rate_exponent(rate_exponent)
     rho = np.asarray(rho_sites, dtype=np.float64)
     if rho.ndim != 1:
         raise ValueError(f"rho_sites must be 1-D, got shape {rho.shape}")
@@ -581,7 +572,7 @@ def lattice_mean_field(rho_sites, duration, rate_exponent, periodic):
     """
     from scipy.integrate import solve_ivp
 
-    p = _check_exponent(rate_exponent)
+    p = check_rate_exponent(rate_exponent)
     rho0 = _check_rho(rho_sites)
     if rho0.ndim != 1 or rho0.size < 2:
         raise ValueError(f"rho_sites must be 1-D with at least 2 sites, got shape {rho0.shape}")
