@@ -169,10 +169,15 @@ SCHEMA: dict[str, Any] = {
         "saves": Field("int", required=False, default=5, minimum=1, doc="output times, equally spaced up to t_end"),
         "method": Field("str", required=False, default="explicit", choices=("explicit", "implicit")),
     },
+    "particles": {
+        "sites": Field("int", required=False, default=400, minimum=8, doc="lattice of the direct particle simulation"),
+        "replicas": Field("int", required=False, default=128, minimum=2),
+        "block": Field("int", required=False, default=16, minimum=1),
+    },
 }
 
 #: Sections that may be omitted as a whole (at least one profile kind is required).
-_OPTIONAL_SECTIONS = {"ensemble.profiles.flat", "ensemble.profiles.affine", "operator", "fit", "macro"}
+_OPTIONAL_SECTIONS = {"ensemble.profiles.flat", "ensemble.profiles.affine", "operator", "fit", "macro", "particles"}
 
 
 def _coerce(value: Any, spec: Field) -> tuple[Any, str | None]:
@@ -287,6 +292,12 @@ def _check_relations(d: dict, problems: list) -> None:
             problems.append(("ensemble.replicas.block", f"must divide the replica count preparations x continuations = {total}, got {block}"))
         elif block % cont and cont % block:
             problems.append(("ensemble.replicas.block", f"must be a multiple or a divisor of ensemble.replicas.continuations = {cont}, got {block}"))
+
+    parts, macro = d.get("particles", {}), d.get("macro", {})
+    if parts.get("replicas") and parts.get("block") and parts["replicas"] % parts["block"]:
+        problems.append(("particles.block", f"must divide particles.replicas = {parts['replicas']}, got {parts['block']}"))
+    if parts.get("sites") and macro.get("elements") and parts["sites"] % macro["elements"]:
+        problems.append(("particles.sites", f"must be a multiple of macro.elements = {macro['elements']}, got {parts['sites']}"))
 
     times = ens.get("times", {})
     if times.get("window") is not None and times.get("h") is not None and times["window"] < times["h"]:
