@@ -212,6 +212,9 @@ def status(store):
     click.echo(f"cgflow {attrs['versions'].get('cgflow')} commit {attrs.get('cgflow_git_commit')}; root seed {attrs['root_seed']}")
     click.echo("versions: " + ", ".join(f"{k} {v}" for k, v in attrs["versions"].items()))
     for name, counts in st.progress(store).items():
+        if counts is None:
+            click.echo(f"stage {name}: written (fingerprint {st.stage_fingerprint(store, name)[:12]})")
+            continue
         done, total = counts
         state = "complete" if done == total else "incomplete"
         click.echo(f"stage {name}: {done}/{total} blocks done, {total - done} pending ({state})")

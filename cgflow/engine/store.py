@@ -267,16 +267,16 @@ def stage_ready(path: str | os.PathLike, stage: str) -> bool:
     return bool(_group_attrs(path, stage).get("cgflow_ready"))
 
 
-def progress(path: str | os.PathLike) -> dict[str, tuple[int, int]]:
-    """``{stage: (done, total)}`` for every stage group: blocks for sweeps, 1/1 for a written reduce stage."""
-    out = {}
+def progress(path: str | os.PathLike) -> dict[str, tuple[int, int] | None]:
+    """``{stage: (blocks done, blocks total)}`` for sweep stages; ``None`` for a written reduce stage."""
+    out: dict[str, tuple[int, int] | None] = {}
     root = zarr.open_group(str(path), mode="r", use_consolidated=False)
     for name, group in root.groups():
         if "tasks" in group and "done" in group["tasks"]:
             done = np.asarray(group["tasks"]["done"][...])
             out[name] = (int(np.count_nonzero(done)), int(done.size))
-        else:
-            out[name] = (int(bool(group.attrs.get("cgflow_ready"))), 1)
+        elif group.attrs.get("cgflow_ready"):
+            out[name] = None
     return out
 
 

@@ -117,6 +117,8 @@ def test_changed_operator_settings_recompute_only_the_operator(store, tmp_path):
     assert open_run(copy)["operator"].ds.sizes["point"] == 4 * 5
     again = run(spec, copy, "--set", "operator.margin=2")
     assert "operator: up to date" in again.stdout
+    status = subprocess.run(cgflow_cmd("status", str(copy)), capture_output=True, text=True, timeout=120).stdout
+    assert "stage operator: written" in status and "stage macro: written" in status
     refused = run(spec, copy, "--set", "ensemble.times.h=5e-8")  # changes the ensemble: never mixed
     assert refused.returncode == 3 and "--restart" in refused.stderr
 
