@@ -32,7 +32,9 @@ __all__ = [
 ]
 
 #: The stages each method provides, in execution order.
-METHOD_STAGES: dict[str, tuple[str, ...]] = {"fdr": ("ensemble", "operator", "fit", "macro")}
+METHOD_STAGES: dict[str, tuple[str, ...]] = {
+    "fdr": ("ensemble", "operator", "fit", "macro", "particles", "particles_vs_macro"),
+}
 
 #: Estimators of the discretised operator <K gamma_a, gamma_b> (method fdr).
 FDR_ESTIMATORS = ("increment", "quadratic_variation", "carre_du_champ")

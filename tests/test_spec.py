@@ -14,7 +14,7 @@ def test_tiny_spec_resolves_defaults(tiny_spec):
     assert spec.stages == ("ensemble",)
     assert load_spec(tiny_spec, ["stages=[macro, ensemble]"]).stages == ("ensemble", "macro")  # method order
     tiny_spec.write_text(tiny_spec.read_text().replace("stages: [ensemble]\n", ""))
-    assert load_spec(tiny_spec).stages == ("ensemble", "operator", "fit", "macro")  # default: all
+    assert load_spec(tiny_spec).stages == ("ensemble", "operator", "fit", "macro", "particles", "particles_vs_macro")
     assert spec["micro.boundary"] == "closed"
     assert spec["ensemble.replicas.continuations"] == 4
     assert [(p.kind, p.rho_mid, p.slope) for p in spec.profiles] == [("flat", 3.0, 0.0), ("flat", 6.0, 0.0), ("affine", 5.0, 4.0)]

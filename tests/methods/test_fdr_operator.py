@@ -22,7 +22,7 @@ SPEC = """\
 name: fdr-operator-test
 method: fdr
 seed: 11
-stages: [ensemble, operator, fit, macro]
+stages: [ensemble, operator, fit, macro, particles, particles_vs_macro]
 micro: {model: zrp, sites: 200, rate_exponent: 2, boundary: closed}
 ensemble:
   profiles:
@@ -33,6 +33,7 @@ ensemble:
   times: {equilibrate: 1.0e-3, decorrelate: 2.5e-6, h: 2.5e-8, window: 2.5e-6}
 operator: {margin: 1}
 macro: {method: implicit, elements: 20, t_end: 1.0e-3, saves: 4}
+particles: {sites: 200, replicas: 96, block: 16}
 """
 
 
@@ -142,3 +143,13 @@ def test_pipeline_reaches_the_macro_stage(store):
     assert np.all(np.isfinite(err)) and float(err.max()) < 0.05  # a 200-site lattice with 10 elements: percent level
     mass = mac.mass.sel(mass_conservation=True, case="periodic-cosine").values  # (estimator, time)
     np.testing.assert_allclose(mass, mass[:, :1] * np.ones_like(mass), rtol=1e-10)
+
+
+def test_direct_particles_agree_with_the_macro_prediction(store):
+    """Seed 000 beyond the paper: mean of direct KMC runs from the cosine profile vs the exact-operator FEM."""
+    cmp = open_run(store)["particles_vs_macro"].ds.load()
+    assert cmp.sizes["time"] == 5 and cmp.rho_particles.dims == ("time", "x")
+    assert np.all(cmp.rho_particles_stderr > 0)
+    # the exact-operator prediction sits in the 95 % band at most nodes, and no node is far out
+    assert float(cmp.inside_band_reference.min()) >= 0.7
+    assert float(cmp.z_max_reference.max()) < 4.5

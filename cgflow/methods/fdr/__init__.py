@@ -8,12 +8,15 @@ from .ensemble import ZRPEnsemble
 from .fit import FittedOperator, OperatorFit, fitted_operator
 from .macro import MacroSimulation
 from .operator import OperatorTable
+from .particles import ParticleComparison, ParticleEnsemble
 
 __all__ = [
     "ZRPEnsemble",
     "OperatorTable",
     "OperatorFit",
     "MacroSimulation",
+    "ParticleEnsemble",
+    "ParticleComparison",
     "FittedOperator",
     "fitted_operator",
     "build_stages",
@@ -25,5 +28,14 @@ def build_stages(spec: Any) -> list:
     ensemble = ZRPEnsemble.from_spec(spec)
     operator = OperatorTable.from_spec(spec, ensemble)
     fit = OperatorFit.from_spec(spec, operator)
-    stages = {"ensemble": ensemble, "operator": operator, "fit": fit, "macro": MacroSimulation.from_spec(spec, fit)}
+    macro = MacroSimulation.from_spec(spec, fit)
+    particles = ParticleEnsemble.from_spec(spec)
+    stages = {
+        "ensemble": ensemble,
+        "operator": operator,
+        "fit": fit,
+        "macro": macro,
+        "particles": particles,
+        "particles_vs_macro": ParticleComparison.from_stages(particles, macro),
+    }
     return [stages[name] for name in spec.stages]
