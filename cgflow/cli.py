@@ -211,7 +211,10 @@ def status(store):
     click.echo(f"store {store}: {attrs['name']} ({attrs['method']}), spec {attrs['spec_source']} hash {attrs['spec_hash'][:12]}")
     click.echo(f"cgflow {attrs['versions'].get('cgflow')} commit {attrs.get('cgflow_git_commit')}; root seed {attrs['root_seed']}")
     click.echo("versions: " + ", ".join(f"{k} {v}" for k, v in attrs["versions"].items()))
-    for name, counts in st.progress(store).items():
+    groups = st.progress(store)
+    order = [n for r in attrs.get("runs", []) for n in r.get("stages", {})]  # execution order
+    for name in sorted(groups, key=lambda n: order.index(n) if n in order else len(order)):
+        counts = groups[name]
         if counts is None:
             click.echo(f"stage {name}: written (fingerprint {st.stage_fingerprint(store, name)[:12]})")
             continue
