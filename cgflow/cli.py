@@ -114,7 +114,7 @@ def _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, 
                             "wall_seconds": round(report.wall_seconds, 3),
                             "compute_seconds": round(report.compute_seconds, 3),
                         }
-                        _summary(report)
+                        _summary(report, getattr(stage, "work_unit", "events"))
                     elif changed or st.stage_fingerprint(path, stage.name) != fingerprint(stage):
                         seconds = run_reduce(path, stage, spec.hash)
                         changed = True
@@ -141,11 +141,11 @@ def _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, 
     click.echo(f"store: {store_path}   (xarray.open_datatree({str(store_path)!r}, engine='zarr') or cgflow.open_run)")
 
 
-def _summary(r) -> None:
+def _summary(r, unit: str = "events") -> None:
     rate = r.work / r.wall_seconds if r.wall_seconds else float("nan")
     click.echo(
         f"{r.stage}: {r.computed} blocks computed, {r.skipped} already done; "
-        f"{r.work:.3g} events in {r.wall_seconds:.1f} s wall ({rate:.3g} events/s); "
+        f"{r.work:.3g} {unit} in {r.wall_seconds:.1f} s wall ({rate:.3g} {unit}/s); "
         f"compute {r.compute_seconds:.1f} core-s, engine overhead {100 * r.overhead:.1f}%"
     )
 
@@ -174,9 +174,10 @@ def _dry_run(spec, stages, store_path, restart) -> None:
         events = stage.expected_events()
         throughput, how = stage.measure_throughput()
         core_s = events.sum() / throughput
+        unit = getattr(stage, "work_unit", "KMC events")
         click.echo(
-            f"cost: {events.sum():.3g} KMC events expected ({events.min():.3g}..{events.max():.3g} per point); "
-            f"{throughput:.3g} events/s per core measured here ({how}) -> {core_s:.3g} core-s = {core_s / 3600:.3g} core-hours"
+            f"cost: {events.sum():.3g} {unit} expected ({events.min():.3g}..{events.max():.3g} per point); "
+            f"{throughput:.3g} per second per core measured here ({how}) -> {core_s:.3g} core-s = {core_s / 3600:.3g} core-hours"
         )
         for cores in (2, 64, 500):
             click.echo(f"  wall on {cores:>3} cores (ideal): {_duration(core_s / min(cores, sw.n_tasks))}")

@@ -4,7 +4,8 @@ A spec is validated in full before anything is computed or written. Every proble
 is reported with the file, the dotted key and what was expected; the CLI turns a
 :class:`SpecError` into exit code 2.
 
-The schema is data (:data:`SCHEMA`): nested dicts of :class:`Field`. Cross-field
+The schema is data: nested dicts of :class:`Field`, the :data:`COMMON` keys plus
+the sections of the method (:func:`method_schema`). Cross-field
 rules (a block size that divides the replica count, affine profiles that stay
 positive, ...) live in :func:`_check_relations`.
 """
@@ -34,7 +35,14 @@ __all__ = [
 #: The stages each method provides, in execution order.
 METHOD_STAGES: dict[str, tuple[str, ...]] = {
     "fdr": ("ensemble", "operator", "fit", "macro", "particles", "particles_vs_macro"),
+    "eqfree": ("trajectories", "homogenized", "learn", "rollout"),
 }
+
+#: Detailed models of method eqfree: 1-D heterogeneous diffusion (patch dynamics), 2-D lattice (gap-tooth).
+EQFREE_MODELS = ("heterodiffusion", "lattice2d")
+
+#: Learned right-hand sides (seed 001, §4): derivative features, stencil windows, least squares.
+LEARNED_MODELS = ("pointwise", "stencil", "linear")
 
 #: Estimators of the discretised operator <K gamma_a, gamma_b> (method fdr).
 FDR_ESTIMATORS = ("increment", "quadratic_variation", "carre_du_champ")
@@ -122,12 +130,15 @@ class Field:
 
 _POS = dict(minimum=0, exclusive_minimum=True)
 
-SCHEMA: dict[str, Any] = {
+COMMON: dict[str, Any] = {
     "name": Field("str", doc="run name; default store is <name>.zarr"),
     "description": Field("str", required=False, default=""),
-    "method": Field("str", choices=tuple(METHOD_STAGES), doc="coarse-graining method"),
+    "method": Field("str", choices=("fdr", "eqfree"), doc="coarse-graining method"),
     "seed": Field("int", minimum=0, doc="root of every random stream in the run"),
     "stages": Field("strs", required=False, doc="stages to run (default: all of the method's)"),
+}
+
+FDR_SCHEMA: dict[str, Any] = {
     "micro": {
         "model": Field("str", choices=("zrp",)),
         "sites": Field("int", minimum=8, doc="lattice sites L"),
@@ -178,8 +189,79 @@ SCHEMA: dict[str, Any] = {
     },
 }
 
+#: Sections shared by both eqfree models: training data, learning, rollouts (seed 001, §4–5).
+_EQFREE_COMMON: dict[str, Any] = {
+    "trajectories": {
+        "train": Field("int", minimum=1, doc="trajectories the models are fitted on"),
+        "test": Field("int", minimum=1, doc="held-out trajectories for the rMSE of dU/dt (eq. 24)"),
+        "modes": Field("int", minimum=1, doc="Fourier terms of the random initial conditions (eq. 23 / 28)"),
+        "t_end": Field("float", **_POS, doc="horizon of every trajectory"),
+        "sample_every": Field("float", **_POS, doc="interval between recorded snapshots"),
+    },
+    "learn": {
+        "models": Field("strs", required=False, default=LEARNED_MODELS, choices=LEARNED_MODELS),
+        "epochs": Field("int", required=False, default=200, minimum=1, doc="passes of Adam over the training set"),
+        "batch": Field("int", required=False, default=64, minimum=1),
+        "learning_rate": Field("float", required=False, default=1.0e-3, **_POS),
+    },
+    "rollout": {
+        "initial_conditions": Field("int", required=False, default=1, minimum=1, doc="unseen initial conditions integrated with each model"),
+        "times": Field("floats", required=False, default=(0.1, 0.5, 1.0), **_POS, doc="times at which the rollout error is reported"),
+    },
+}
+
+EQFREE_1D_SCHEMA: dict[str, Any] = {
+    "micro": {
+        "model": Field("str", choices=EQFREE_MODELS),
+        "coefficient": {
+            "mean": Field("float", required=False, default=1.1, doc="a(y) = mean + amplitude sin(2 pi y)"),
+            "amplitude": Field("float", required=False, default=1.0),
+        },
+        "eps": Field("float", **_POS, doc="period of the heterogeneity"),
+        "dx": Field("float", **_POS, doc="micro grid spacing"),
+    },
+    "patch_dynamics": {
+        "nodes": Field("int", minimum=3, doc="macro nodes on [0, 1] incl. the two Dirichlet ends; teeth at the interior ones"),
+        "tooth": Field("float", **_POS, doc="tooth width h"),
+        "buffer": Field("float", **_POS, doc="patch width H (tooth + buffers)"),
+        "burst": Field("float", **_POS, doc="micro simulation time per derivative estimate (eq. 11)"),
+        "lift_order": Field("int", required=False, default=2, choices=(2, 4), doc="degree of the lifting polynomial (eq. 10)"),
+        "macro_dt": Field("float", **_POS, doc="projective time step"),
+    },
+    **_EQFREE_COMMON,
+}
+
+EQFREE_2D_SCHEMA: dict[str, Any] = {
+    "micro": {
+        "model": Field("str", choices=EQFREE_MODELS),
+        "convention": Field("str", required=False, default="paper", choices=("paper", "same-site"), doc="tiling of the 3-periodic kappa_y (REFERENCE §2)"),
+        "lattice": Field("int", minimum=3, doc="lattice points per side of [0, 2 pi)"),
+    },
+    "gap_tooth": {
+        "patches": Field("int", minimum=2, doc="patches per direction"),
+        "patch_points": Field("int", minimum=3, doc="lattice points per patch side, edges included"),
+        "coupling": Field("str", required=False, default="spectral", choices=("spectral", "polynomial")),
+        "order": Field("int", required=False, default=4, minimum=2, doc="interpolation order (coupling: polynomial)"),
+    },
+    **_EQFREE_COMMON,
+}
+
 #: Sections that may be omitted as a whole (at least one profile kind is required).
-_OPTIONAL_SECTIONS = {"ensemble.profiles.flat", "ensemble.profiles.affine", "operator", "fit", "macro", "particles"}
+_OPTIONAL_SECTIONS = {
+    "ensemble.profiles.flat", "ensemble.profiles.affine", "operator", "fit", "macro", "particles",
+    "micro.coefficient", "learn", "rollout",
+}
+
+
+def method_schema(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The sections of the spec's method (and, for eqfree, of its micro model); None if undecidable."""
+    method = data.get("method")
+    if method == "fdr":
+        return FDR_SCHEMA
+    if method == "eqfree":
+        model = (data.get("micro") or {}).get("model") if isinstance(data.get("micro"), Mapping) else None
+        return {"heterodiffusion": EQFREE_1D_SCHEMA, "lattice2d": EQFREE_2D_SCHEMA}.get(model)
+    return None
 
 
 def _coerce(value: Any, spec: Field) -> tuple[Any, str | None]:
@@ -277,7 +359,61 @@ def _check_relations(d: dict, problems: list) -> None:
         if bad:
             problems.append(("stages", f"unknown stage(s) {bad} for method '{method}'; expected a subset of {list(available)}"))
         d["stages"] = tuple(s for s in available if s in stages)
+    if method == "fdr":
+        _check_fdr(d, problems)
+    elif method == "eqfree":
+        _check_eqfree(d, problems)
 
+
+def _ratio(numerator: float, denominator: float) -> int | None:
+    """``numerator / denominator`` if it is a whole number (to 1e-9 relative), else None."""
+    q = numerator / denominator
+    return round(q) if abs(q - round(q)) <= 1e-9 * max(1.0, abs(q)) and round(q) >= 1 else None
+
+
+def _check_eqfree(d: dict, problems: list) -> None:
+    micro, traj, rollout = d.get("micro", {}), d.get("trajectories", {}), d.get("rollout", {})
+    t_end, every = traj.get("t_end"), traj.get("sample_every")
+    if t_end is not None and every is not None and _ratio(t_end, every) is None:
+        problems.append(("trajectories.sample_every", f"must divide trajectories.t_end = {t_end:g} a whole number of times, got {every:g}"))
+    for t in rollout.get("times", ()):
+        if t_end is not None and t > t_end * (1 + 1e-12):
+            problems.append(("rollout.times", f"must be <= trajectories.t_end = {t_end:g}, got {t:g}"))
+
+    if micro.get("model") == "heterodiffusion":
+        coef, pd = micro.get("coefficient", {}), d.get("patch_dynamics", {})
+        mean, amp = coef.get("mean"), coef.get("amplitude")
+        if mean is not None and amp is not None and mean - abs(amp) <= 0:
+            problems.append(("micro.coefficient", f"a(y) = mean + amplitude sin(2 pi y) must stay > 0: mean = {mean:g}, amplitude = {amp:g}"))
+        eps, dx = micro.get("eps"), micro.get("dx")
+        if eps is not None and dx is not None and eps < 4 * dx:
+            problems.append(("micro.dx", f"must resolve the heterogeneity (at least 4 points per period eps = {eps:g}), got {dx:g}"))
+        nodes, tooth, buffer = pd.get("nodes"), pd.get("tooth"), pd.get("buffer")
+        if None not in (nodes, tooth, buffer):
+            spacing = 1.0 / (nodes - 1)
+            if not tooth < buffer:
+                problems.append(("patch_dynamics.buffer", f"must be wider than patch_dynamics.tooth = {tooth:g}, got {buffer:g}"))
+            elif not buffer < spacing:
+                problems.append(("patch_dynamics.buffer", f"patches must not overlap: buffer < node spacing 1/(nodes - 1) = {spacing:g}, got {buffer:g}"))
+            if dx is not None and tooth < 2 * dx:
+                problems.append(("patch_dynamics.tooth", f"must span at least 2 micro grid points (micro.dx = {dx:g}), got {tooth:g}"))
+        burst, macro_dt = pd.get("burst"), pd.get("macro_dt")
+        if burst is not None and macro_dt is not None and burst > macro_dt:
+            problems.append(("patch_dynamics.burst", f"must not exceed patch_dynamics.macro_dt = {macro_dt:g}, got {burst:g}"))
+        if macro_dt is not None and every is not None and _ratio(every, macro_dt) is None:
+            problems.append(("trajectories.sample_every", f"must be a whole multiple of patch_dynamics.macro_dt = {macro_dt:g}, got {every:g}"))
+    elif micro.get("model") == "lattice2d":
+        gt, n = d.get("gap_tooth", {}), micro.get("lattice")
+        patches, points = gt.get("patches"), gt.get("patch_points")
+        if None not in (n, patches) and n % patches:
+            problems.append(("gap_tooth.patches", f"must divide micro.lattice = {n}, got {patches}"))
+        elif None not in (n, patches, points) and points >= n // patches:
+            problems.append(("gap_tooth.patch_points", f"patches must leave gaps: fewer than micro.lattice / patches = {n // patches} points, got {points}"))
+        if gt.get("coupling") == "polynomial" and gt.get("order", 0) % 2:
+            problems.append(("gap_tooth.order", f"must be even, got {gt['order']}"))
+
+
+def _check_fdr(d: dict, problems: list) -> None:
     micro, ens = d.get("micro", {}), d.get("ensemble", {})
     sites, nb = micro.get("sites"), ens.get("basis_functions")
     if sites is not None and nb is not None:
@@ -450,7 +586,15 @@ def _apply_override(data: dict, key: str, value: Any) -> None:
 def spec_from_dict(data: Mapping[str, Any], source: str = "<spec>", text: str = "") -> Spec:
     """Validate a nested mapping and return a frozen :class:`Spec` (raises :class:`SpecError`)."""
     problems: list[tuple[str, str]] = []
-    resolved = _validate(data, SCHEMA, "", problems)
+    sections = method_schema(data)
+    if sections is None:  # method (or eqfree model) invalid: report it, not every section as unknown
+        resolved = _validate({k: v for k, v in data.items() if k in COMMON}, COMMON, "", problems)
+        if data.get("method") == "eqfree":
+            micro = data.get("micro")
+            model = micro.get("model") if isinstance(micro, Mapping) else None
+            problems.append(("micro.model", f"expected one of {{{', '.join(EQFREE_MODELS)}}}, got {model!r}"))
+    else:
+        resolved = _validate(data, {**COMMON, **sections}, "", problems)
     if not problems:
         _check_relations(resolved, problems)
     if problems:

@@ -37,7 +37,7 @@ import zarr
 
 from .keys import RNG_SCHEME, BlockKey, stage_id
 from .stats import Moments
-from .types import BLOCK_DIM, POINT_DIM, REPLICA_DIM, Sweep, SweepStage, fingerprint
+from .types import BLOCK_DIM, REPLICA_DIM, Sweep, SweepStage, fingerprint
 
 __all__ = [
     "StoreError",
@@ -287,7 +287,7 @@ def _lazy(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: Any) -> da.Arr
 
 
 def _stats_vars(sweep: Sweep, per_block: bool) -> dict[str, tuple]:
-    lead = (POINT_DIM, BLOCK_DIM) if per_block else (POINT_DIM,)
+    lead = (sweep.point_dim, BLOCK_DIM) if per_block else (sweep.point_dim,)
     shape = (sweep.n_points, sweep.n_blocks) if per_block else (sweep.n_points,)
     one = (1,) * len(lead)
     out = {}
@@ -311,8 +311,12 @@ def stage_datasets(stage: SweepStage, attrs: Mapping[str, Any] | None = None) ->
     sweep = stage.sweep
     science = stage.template()
     for name, var in science.data_vars.items():
-        if REPLICA_DIM in var.dims and var.chunks is None:
-            raise ValueError(f"template variable {name!r} must be dask-backed, chunked by block along {REPLICA_DIM!r}")
+        if var.dims[:1] != (sweep.point_dim,):
+            continue  # coordinates-like data written with the template
+        if var.chunks is None:
+            raise ValueError(f"template variable {name!r} must be dask-backed (chunked by block)")
+        if REPLICA_DIM not in var.dims and sweep.n_blocks != 1:
+            raise ValueError(f"template variable {name!r} has no {REPLICA_DIM!r} dimension: only sweeps of one block per point may have per-point variables")
     merged = xr.Dataset(_stats_vars(sweep, per_block=False))
     for name, var in merged.data_vars.items():
         var.attrs["description"] = _describe(name, merged=True)
@@ -332,14 +336,15 @@ def stage_datasets(stage: SweepStage, attrs: Mapping[str, Any] | None = None) ->
     blocks = xr.Dataset(_stats_vars(sweep, per_block=True))
     for name, var in blocks.data_vars.items():
         var.attrs["description"] = _describe(name, merged=False)
-    blocks["work"] = ((POINT_DIM, BLOCK_DIM), _lazy((sweep.n_points, sweep.n_blocks), (1, 1), np.int64))
+    lead = (sweep.point_dim, BLOCK_DIM)
+    blocks["work"] = (lead, _lazy((sweep.n_points, sweep.n_blocks), (1, 1), np.int64))
     blocks["work"].attrs["description"] = "elementary operations of the block (e.g. KMC events)"
 
     shape, chunks = (sweep.n_points, sweep.n_blocks), (1, 1)
     tasks = xr.Dataset(
         {
-            "done": ((POINT_DIM, BLOCK_DIM), _lazy(shape, chunks, np.int16)),
-            "seconds": ((POINT_DIM, BLOCK_DIM), _lazy(shape, chunks, np.float64)),
+            "done": (lead, _lazy(shape, chunks, np.int16)),
+            "seconds": (lead, _lazy(shape, chunks, np.float64)),
         }
     )
     tasks["done"].attrs["description"] = "0 = pending; k = finished by the k-th invocation of cgflow run on this store"
@@ -358,11 +363,19 @@ def create_stage(path: str | os.PathLike, stage: SweepStage, attrs: Mapping[str,
     _mark_ready(path, stage)  # last: a half-built stage is rebuilt on resume
 
 
-def write_reduced(path: str | os.PathLike, stage: Any, ds: xr.Dataset, spec_hash: str) -> None:
-    """Write (or overwrite) the group of a reduce stage, then mark it ready."""
-    ds = ds.copy()
-    ds.attrs.update({"stage": stage.name, "spec_hash": spec_hash})
-    ds.to_zarr(path, group=stage.name, mode="w", zarr_format=3, consolidated=False)
+def write_reduced(path: str | os.PathLike, stage: Any, ds: xr.Dataset | xr.DataTree, spec_hash: str) -> None:
+    """Write (or overwrite) the group of a reduce stage, then mark it ready.
+
+    ``ds`` is the stage's Dataset, or a DataTree whose root becomes the stage's
+    group and whose children its subgroups (e.g. one per trained model).
+    """
+    tree = ds if isinstance(ds, xr.DataTree) else xr.DataTree(ds)
+    for node in tree.subtree:  # parent first: mode "w" clears a group with its children
+        group = stage.name + node.path.rstrip("/") if node.path != "/" else stage.name
+        out = node.to_dataset(inherit=False).copy()
+        if node.path == "/":
+            out.attrs.update({"stage": stage.name, "spec_hash": spec_hash})
+        out.to_zarr(path, group=group, mode="w", zarr_format=3, consolidated=False)
     _mark_ready(path, stage)
 
 
@@ -397,6 +410,11 @@ def write_block(
     p, b, bs = key.point, key.block, sweep.block_size
     for name, data in out.arrays.items():
         arr = group[name]
+        if REPLICA_DIM not in (arr.metadata.dimension_names or ()):  # a per-point variable
+            if data.shape != arr.shape[1:]:
+                raise ValueError(f"{key.name}: {name} has shape {data.shape}, expected {arr.shape[1:]}")
+            arr[p, ...] = data
+            continue
         if data.shape[0] != bs:
             raise ValueError(f"{key.name}: {name} has {data.shape[0]} rows, expected block size {bs}")
         arr[p, b * bs:(b + 1) * bs, ...] = data

@@ -43,13 +43,16 @@ class Sweep:
     """Shape of a sweep: ``n_points`` grid points, each ``n_blocks`` blocks of ``block_size`` replicas.
 
     ``stats`` names the streaming statistics a block returns, each a vector
-    along one dimension: ``{"increment": Stat("node", 21)}``.
+    along one dimension: ``{"increment": Stat("node", 21)}``. ``point_dim``
+    names the sweep axis in the store (``"point"``; ``"traj"`` for a sweep of
+    trajectories).
     """
 
     n_points: int
     n_blocks: int
     block_size: int
     stats: Mapping[str, Stat] = field(default_factory=dict)
+    point_dim: str = POINT_DIM
 
     @property
     def n_tasks(self) -> int:
@@ -66,7 +69,9 @@ class BlockOutput:
 
     ``arrays`` are per-replica data for the variables of the stage template with
     dims ``(point, replica, ...)``, given without the point axis and with
-    ``block_size`` rows. ``stats`` are :class:`Moments` keyed as in
+    ``block_size`` rows; a template variable without the ``replica`` dimension
+    is per point (sweeps of one block per point only) and is given without the
+    point axis. ``stats`` are :class:`Moments` keyed as in
     :attr:`Sweep.stats`. ``work`` counts the block's elementary operations
     (e.g. KMC events), for cost accounting.
     """
@@ -102,8 +107,8 @@ class ReduceStage(Protocol):
 
     name: str
 
-    def compute(self, tree: xr.DataTree) -> xr.Dataset:
-        """The stage's group, from the store opened as a DataTree."""
+    def compute(self, tree: xr.DataTree) -> xr.Dataset | xr.DataTree:
+        """The stage's group (a Dataset, or a DataTree with subgroups), from the store opened as a DataTree."""
 
 
 def fingerprint(stage: Any) -> str:
