@@ -77,3 +77,62 @@ def test_all_problems_reported_at_once(tiny_spec):
         load_spec(tiny_spec, ["micro.sites=x", "seed=-1"])
     keys = [k for k, _ in err.value.problems]
     assert keys == ["seed", "micro.sites"]
+
+
+# --------------------------------------------------------------------------- method eqfree
+
+from pathlib import Path  # noqa: E402
+
+WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
+
+
+@pytest.mark.parametrize("name", ["eqfree-1d-paper", "gaptooth-2d-paper"])
+def test_eqfree_paper_workflows_validate(name):
+    spec = load_spec(WORKFLOWS / f"{name}.yaml")
+    assert spec.method == "eqfree"
+    assert spec.stages == ("trajectories", "homogenized", "learn", "rollout")
+    assert spec["learn.batch"] == 64 and spec["learn.learning_rate"] == 1e-3  # seed §5.1
+
+
+def test_eqfree_1d_keys_follow_the_model():
+    spec = load_spec(WORKFLOWS / "eqfree-1d-paper.yaml")
+    assert spec["micro.coefficient.mean"] == 1.1 and spec["micro.coefficient.amplitude"] == 1.0
+    assert spec["patch_dynamics.buffer"] == 8e-3
+    # a lattice2d key is unknown for the 1-D model, with the model's own keys listed
+    with pytest.raises(SpecError) as info:
+        load_spec(WORKFLOWS / "eqfree-1d-paper.yaml", ["micro.lattice=480"])
+    assert "micro.lattice: unknown key" in str(info.value)
+    with pytest.raises(SpecError, match=r"micro.model: expected one of \{heterodiffusion, lattice2d\}, got 'lattice3d'"):
+        load_spec(WORKFLOWS / "eqfree-1d-paper.yaml", ["micro.model=lattice3d"])
+
+
+@pytest.mark.parametrize(
+    "name, override, key, expected",
+    [
+        ("eqfree-1d-paper", "micro.coefficient.amplitude=1.2", "micro.coefficient", "must stay > 0"),
+        ("eqfree-1d-paper", "micro.dx=5e-6", "micro.dx", "at least 4 points per period"),
+        ("eqfree-1d-paper", "patch_dynamics.buffer=5e-5", "patch_dynamics.buffer", "wider than patch_dynamics.tooth"),
+        ("eqfree-1d-paper", "patch_dynamics.buffer=0.2", "patch_dynamics.buffer", "must not overlap"),
+        ("eqfree-1d-paper", "patch_dynamics.burst=0.1", "patch_dynamics.burst", "must not exceed"),
+        ("eqfree-1d-paper", "trajectories.sample_every=1.5e-3", "trajectories.sample_every", "whole multiple of patch_dynamics.macro_dt"),
+        ("eqfree-1d-paper", "trajectories.sample_every=0.3", "trajectories.sample_every", "must divide trajectories.t_end"),
+        ("eqfree-1d-paper", "rollout.times=[0.5, 2.0]", "rollout.times", "must be <= trajectories.t_end"),
+        ("eqfree-1d-paper", "learn.models=[transformer]", "learn.models", "pointwise, stencil, linear"),
+        ("gaptooth-2d-paper", "gap_tooth.patches=7", "gap_tooth.patches", "must divide micro.lattice"),
+        ("gaptooth-2d-paper", "gap_tooth.patch_points=30", "gap_tooth.patch_points", "must leave gaps"),
+        ("gaptooth-2d-paper", "micro.convention=diagonal", "micro.convention", "paper, same-site"),
+        ("gaptooth-2d-paper", "stages=[ensemble]", "stages", "unknown stage"),
+    ],
+)
+def test_eqfree_invalid_values_name_the_key(name, override, key, expected):
+    with pytest.raises(SpecError) as info:
+        load_spec(WORKFLOWS / f"{name}.yaml", [override])
+    text = str(info.value)
+    assert f": {key}: " in text and expected in text, text
+
+
+def test_eqfree_patch_widths_must_sit_on_the_micro_grid():
+    with pytest.raises(SpecError, match=r"patch_dynamics.tooth: must be an even number"):
+        load_spec(WORKFLOWS / "eqfree-1d-paper.yaml", ["patch_dynamics.tooth=1.5e-7"])
+    with pytest.raises(SpecError, match=r"patch_dynamics.buffer: must be an even number"):
+        load_spec(WORKFLOWS / "eqfree-1d-paper.yaml", ["patch_dynamics.buffer=8.0001e-3"])

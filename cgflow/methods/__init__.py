@@ -13,4 +13,8 @@ def build_stages(spec: Any) -> list:
         from .fdr import build_stages as fdr_stages
 
         return fdr_stages(spec)
+    if spec.method == "eqfree":
+        from .eqfree import build_stages as eqfree_stages
+
+        return eqfree_stages(spec)
     raise ValueError(f"unknown method {spec.method!r}")  # the spec validator rules this out

@@ -11,6 +11,11 @@ Measured (seed 20240607): SE 0.025; exact operator inside the 95 % band at 0.90,
 perfect prediction), z_max 2.9; operator x 1.5 inside at 0.90, 0.60, 0.35, 0.20,
 z_max 2.0, 4.3, 5.7, 7.6. With 48 replicas it would not be detected (z_max 3.6).
 The particles take ~4 s (8.4e7 KMC events) on a loaded 2-core machine.
+
+The chi-square statistic over every other node (``chi2``, ``chi2_pvalue``) is tested on a
+second, finer set-up (L = 120, N = 40, t_end = 2e-3, 384 replicas, ~3 s of KMC; see the
+comment above ``CHI_L``): the exact operator passes (p > 1e-3 at every save time), operator
+x 0.8 and the exact prediction shifted by 2 SE are rejected (p < 1e-3).
 """
 
 from __future__ import annotations
@@ -44,11 +49,19 @@ def particle_stage(**kw) -> ParticleEnsemble:
     return ParticleEnsemble(**params)
 
 
-def particles_group(stage: ParticleEnsemble) -> xr.Dataset:
-    """What the engine writes to /particles: the template plus the merged stat over ``point``."""
+def particles_group(stage: ParticleEnsemble, densities=None) -> xr.Dataset:
+    """What the engine writes to /particles: the template plus the merged stat over ``point``.
+
+    ``densities``: the blocks' per-replica hat averages (``stage.replica_densities``),
+    reduced as ``compute_block`` reduces them; default: ``compute_block`` itself.
+    """
     merged = Moments.empty(stage.sweep.stats["density"].size, full=False)
     for b in range(stage.sweep.n_blocks):  # block order, as the engine's OrderedFold
-        merged = merged.merge(stage.compute_block(0, b).stats["density"])
+        if densities is None:
+            block = stage.compute_block(0, b).stats["density"]
+        else:
+            block = Moments.from_samples(densities[b].reshape(stage.block_size, -1), full=False)
+        merged = merged.merge(block)
     ds = stage.template()
     ds["density_count"] = ("point", np.array([merged.count]))
     ds["density_mean"] = (("point", "time_node"), merged.mean[None])
@@ -56,9 +69,10 @@ def particles_group(stage: ParticleEnsemble) -> xr.Dataset:
     return ds
 
 
-def macro_group(elements: int = N, t_end: float = T_END, factors=(1.0, 1.5)) -> xr.Dataset:
+def macro_group(elements: int = N, t_end: float = T_END, factors=(1.0, 1.5), saves: int = SAVES,
+                method: str = "explicit") -> xr.Dataset:
     """/macro in MacroSimulation's layout, from the exact operator times each factor (estimator = 'x<factor>')."""
-    times = save_times(t_end, SAVES)
+    times = save_times(t_end, saves)
     _, rho0 = initial_condition(CASE, elements)
 
     def force(r):
@@ -67,7 +81,7 @@ def macro_group(elements: int = N, t_end: float = T_END, factors=(1.0, 1.5)) -> 
     runs = []
     for f in factors:
         res = fem.simulate(rho0, lambda r, s, f=f: f * zrp_hydro.exact_stencil(r, s, elements, P), force, t_end,
-                           elements=elements, boundary="periodic", save_times=times)
+                           elements=elements, boundary="periodic", save_times=times, method=method)
         runs.append(np.concatenate([res.rho, res.rho[:, :1]], axis=1))  # x = 1 repeats x = 0
     rho = np.array(runs)[:, None, None]  # (estimator, mass_conservation, case, time, x)
     return xr.Dataset(
@@ -165,6 +179,9 @@ def test_wrong_operator_is_detected(comparison):
     assert float(wrong["inside_band"][-1]) < 0.5 < float(exact["inside_band"][-1])
     assert float(wrong["z_max"][-1]) > 5
     assert float(wrong["z_max"][0]) == float(exact["z_max"][0])  # same initial condition
+    # the chi-square over every other node (measured p = 2.5e-4, 1e-18, 1e-38 at t > 0); the exact operator is not
+    # asserted here: at N = 20 the FEM's own error is ~1 SE at the extrema (see the chi-square set-up below)
+    assert (wrong["chi2_pvalue"][2:] < 1e-3).all() and float(wrong["chi2_pvalue"][0]) == float(exact["chi2_pvalue"][0])
 
 
 def test_mismatched_groups_are_refused(particles):
@@ -193,3 +210,130 @@ def test_lattice_and_fem_errors_against_the_band():
     assert hat[-1] < 0.035  # measured 0.029: the N = 20 FEM error (N = 40: 0.007), ~1 SE at 384 replicas
     fine = macro_group(elements=2 * N, factors=(1.0,))["rho_reference"].values[0][:, : 2 * N : 2]
     assert np.abs(lattice - _hat_average(fine)).max() < 0.01  # the lattice follows the refined FEM
+
+
+# ----------------------------------------------------------------------------- chi-square check
+# A second, finer set-up for the chi-square statistic. At N = 20 the FEM's own error (0.029 at the
+# extrema at t = 5e-4, ~1 SE at 384 replicas; test_lattice_and_fem_errors_against_the_band) is as
+# large as the effect of a 20 % slower operator (0.031), so no replica count separates the two there.
+# At N = 40 the FEM error is 4x smaller (0.022 at t = 2e-3) while operator x 0.8 moves the extrema by
+# 0.12 at t = 2e-3. The noncentrality of the chi-square over every other node per replica is about
+# 3 L/(8 chi) x (deviation)**2 whatever N; the KMC cost per replica grows like L**3, so a small lattice
+# is the cheap way to power: L = 120 (hats over n = 3 sites per side), 384 replicas, ~3 s of KMC.
+# Measured (seeds 20240607, 1, 2): SE 0.036-0.057; exact operator p >= 0.033 at every time;
+# operator x 0.8 p = 2e-9, 4e-10, 3e-21 at t_end (5.8e-5, 2.5e-3, 2.3e-4 at t = 1e-3); operator
+# x 1.5 (not run here; test_wrong_operator_is_detected covers it) p < 1e-10 at every t > 0.
+# Correlation of the replicas' hat averages (mean over nodes, per time): neighbours 0.20-0.23
+# (product measure: sum gamma_a gamma_{a+1} / sum gamma_a**2 = 0.21 at n = 3), two apart
+# -0.012..0.019, three apart -0.017..0.024 (noise ~0.01 at 384 replicas): every other node is
+# independent to the resolution of the data.
+CHI_L, CHI_N, CHI_T_END, CHI_SAVES = 120, 40, 2.0e-3, 4
+CHI_REPLICAS, CHI_ALPHA, CHI_SHIFT_SE = 384, 1e-3, 2.0
+
+
+@pytest.fixture(scope="module")
+def chi2_replicas() -> tuple[ParticleEnsemble, list[np.ndarray]]:
+    stage = particle_stage(sites=CHI_L, elements=CHI_N, times=tuple(save_times(CHI_T_END, CHI_SAVES)),
+                           replicas=CHI_REPLICAS)  # fmt: skip
+    stage.warmup()
+    return stage, [stage.replica_densities(b)[0] for b in range(stage.sweep.n_blocks)]
+
+
+@pytest.fixture(scope="module")
+def chi2_comparison(chi2_replicas) -> xr.Dataset:
+    """Exact operator x 1 and x 0.8 (BDF: the explicit steps at N = 40 to t = 2e-3 take ~10 s) and the
+    exact prediction shifted up by CHI_SHIFT_SE x the median SE of the particle mean (estimator 'shift')."""
+    stage, densities = chi2_replicas
+    particles = particles_group(stage, densities)
+    mac = macro_group(elements=CHI_N, t_end=CHI_T_END, factors=(1.0, 0.8), saves=CHI_SAVES, method="implicit")
+    var = particles["density_m2"].values / (CHI_REPLICAS - 1)
+    shift = CHI_SHIFT_SE * float(np.median(np.sqrt(var / CHI_REPLICAS)))
+    shifted = mac["rho"].sel(estimator=["x1"]).assign_coords(estimator=["shift"]) + shift
+    mac = xr.Dataset({"rho": xr.concat([mac["rho"], shifted], dim="estimator"), "rho_reference": mac["rho_reference"]})
+    tree = xr.DataTree.from_dict({"particles": particles, "macro": mac})
+    ds = ParticleComparison(upstream_particles="p", upstream_macro="m").compute(tree)
+    ds.attrs["test_shift"] = shift
+    return ds
+
+
+def test_replica_densities_are_what_compute_block_reduces():
+    stage = particle_stage(sites=40, elements=5, times=(0.0, 1e-3), replicas=8, block_size=4)
+    dens, work = stage.replica_densities(1)
+    out = stage.compute_block(0, 1)
+    assert dens.shape == (4, 2, 5) and work == out.work
+    ref = Moments.from_samples(dens.reshape(4, -1), full=False)
+    np.testing.assert_array_equal(ref.mean, out.stats["density"].mean)
+    np.testing.assert_array_equal(ref.comoment, out.stats["density"].comoment)
+    with pytest.raises(IndexError):
+        stage.replica_densities(2)
+
+
+def test_every_other_node_is_nearly_uncorrelated(chi2_replicas):
+    """Why the chi-square sums over every other node: neighbours overlap on n - 1 sites, nodes two apart on none."""
+    stage, densities = chi2_replicas
+    d = np.concatenate(densities)  # (R, T, N)
+    n = CHI_L // CHI_N
+    j = np.arange(1, n) / n  # sites strictly between two nodes: gamma_a = 1 - j, gamma_{a+1} = j
+    product = np.sum((1 - j) * j) / (1 + 2 * np.sum((1 - j) ** 2))  # corr(a, a + 1) of a product measure
+    assert product == pytest.approx(0.2105, abs=1e-4)
+    for k in range(d.shape[1]):
+        c = np.corrcoef(d[:, k, :].T)
+        lag = [np.mean(np.diagonal(np.roll(c, -j, axis=1))) for j in (1, 2, 3)]  # mean corr(a, a + j)
+        assert abs(lag[0] - product) < 0.04, (k, lag)
+        assert abs(lag[1]) < 0.04 and abs(lag[2]) < 0.04, (k, lag)  # sd of a lag mean ~0.008 at 384 replicas
+
+
+def test_chi2_accepts_the_exact_operator_and_rejects_wrong_predictions(chi2_comparison):
+    ds = chi2_comparison
+    assert ds["chi2"].dims == ds["chi2_pvalue"].dims == ("estimator", "mass_conservation", "time")
+    assert ds["chi2_reference"].dims == ds["chi2_pvalue_reference"].dims == ("time",)
+    assert int(ds["chi2_dof"]) == CHI_N // 2 and ds["chi2_dof"].dims == ()
+    assert list(ds["estimator"].values) == ["x1", "x0.8", "shift"]
+    p = ds["chi2_pvalue"].sel(mass_conservation=True)
+    # the exact operator passes at every save time, as prediction and as reference
+    assert (p.sel(estimator="x1") > CHI_ALPHA).all(), p.sel(estimator="x1").values
+    assert (ds["chi2_pvalue_reference"] > CHI_ALPHA).all()
+    np.testing.assert_array_equal(ds["chi2_reference"], ds["chi2"].sel(estimator="x1", mass_conservation=True))
+    # same initial condition: identical at t = 0 for every operator
+    chi2_t0 = ds["chi2"].isel(time=0).sel(mass_conservation=True)
+    assert float(chi2_t0.sel(estimator="x0.8")) == float(ds["chi2_reference"][0])
+    # a 20 % slower operator is rejected at t_end, the exact one shifted by 2 SE at every time
+    assert float(p.sel(estimator="x0.8")[-1]) < CHI_ALPHA
+    assert (p.sel(estimator="shift") < CHI_ALPHA).all()
+    assert 0.03 < ds.attrs["test_shift"] < 0.12  # 2 x median SE ~ 0.09
+    for name in ("chi2", "chi2_dof", "chi2_pvalue", "chi2_reference", "chi2_pvalue_reference"):
+        assert ds[name].attrs["description"], name
+    assert "chi2_test" in ds.attrs
+
+
+def test_chi2_statistic_by_hand_and_calibration():
+    from scipy import stats
+
+    from cgflow.methods.fdr.particles import chi2_nodes, chi2_test
+
+    np.testing.assert_array_equal(chi2_nodes(6), [0, 2, 4])
+    np.testing.assert_array_equal(chi2_nodes(7), [0, 2, 4])  # node 6 neighbours node 0 across x = 1
+    rng = np.random.default_rng(5)
+    mean, se = rng.normal(7, 1, (3, 8)), rng.uniform(0.02, 0.05, (3, 8))
+    pred = mean + se * rng.normal(0, 1, (3, 8))
+    # many replicas: z = t, chi2 = sum of t**2 over the even nodes
+    chi2, p, dof = chi2_test(pred, mean, se, 10**9)
+    t2 = (((pred - mean) / se)[:, ::2] ** 2).sum(axis=1)
+    assert dof == 4
+    np.testing.assert_allclose(chi2, t2, rtol=1e-6)
+    np.testing.assert_allclose(p, stats.chi2.sf(t2, 4), rtol=1e-5)
+    # few replicas: each |t| maps to a smaller |z| (heavier Student tails), sign-free
+    chi2_small, _, _ = chi2_test(pred, mean, se, 5)
+    assert (chi2_small < chi2).all()
+    # broadcasting over leading dims; NaN predictions give NaN; an absurd one gives p = 0
+    bad = np.stack([pred, np.full_like(pred, np.nan), pred + 1e3])
+    c, pv, _ = chi2_test(bad, mean, se, 50)
+    assert c.shape == (3, 3) and np.isnan(c[1]).all() and np.isnan(pv[1]).all() and (pv[2] == 0).all()
+    # calibration under the null with SE estimated from R = 8 normal replicas: p is uniform
+    R, trials, nodes = 8, 4000, 10
+    x = rng.normal(3.0, 0.5, (trials, R, nodes))
+    m, s = x.mean(axis=1), x.std(axis=1, ddof=1) / np.sqrt(R)
+    _, p_null, _ = chi2_test(np.full(nodes, 3.0), m, s, R)
+    assert stats.kstest(p_null, "uniform").pvalue > 1e-3
+    naive = stats.chi2.sf((((3.0 - m) / s)[:, ::2] ** 2).sum(axis=1), nodes // 2)
+    assert (naive < 0.01).mean() > 3 * 0.01  # summing raw t**2 at R = 8 would reject far too often

@@ -1,30 +1,19 @@
-"""Figures from a run's store: one function per figure, each returning a matplotlib Figure.
-
-``cgflow plot STORE`` writes every figure whose inputs the store holds as PNG
-files into ``STORE/../<name>-figures/``.
-"""
+"""Figures of method fdr (seed 000): one function per figure, each returning a matplotlib Figure."""
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import xarray as xr
 
-__all__ = ["FIGURES", "plot_store", "v_discr", "operator_entries", "estimator_errors", "macro_evolution"]
+from ._common import pyplot as _pyplot
+
+__all__ = ["FIGURES", "v_discr", "operator_entries", "estimator_errors", "macro_evolution",
+           "estimator_costs"]
 
 ENTRY_LABELS = {-1: r"$K_{b,b-1}$", 0: r"$K_{bb}$", 1: r"$K_{b,b+1}$"}
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; never needs a display
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def v_discr(tree: xr.DataTree):
@@ -52,7 +41,7 @@ def operator_entries(tree: xr.DataTree, estimator: str = "carre_du_champ"):
         sc = ax.scatter(op.rho, k, c=op.slope, cmap="coolwarm", s=12, zorder=3)
         ax.scatter(op.rho, op.K_reference.sel(offset=offset), marker="x", c="k", s=10, lw=0.6, label="exact", zorder=4)
         if fit is not None and estimator in fit.estimator.values:
-            from .methods.fdr.fit import FittedOperator
+            from ..methods.fdr.fit import FittedOperator
 
             fitted = FittedOperator.from_dataset(fit, estimator, True)
             rho = np.linspace(float(op.rho.min()), float(op.rho.max()), 100)
@@ -114,31 +103,65 @@ def macro_evolution(tree: xr.DataTree, estimator: str = "carre_du_champ", mass_c
     return fig
 
 
-#: name -> (function, groups it needs)
-FIGURES: dict[str, tuple[Callable, tuple[str, ...]]] = {
-    "v_discr": (v_discr, ("operator",)),
-    "operator_entries": (operator_entries, ("operator",)),
-    "estimator_errors": (estimator_errors, ("operator",)),
-    "macro_evolution": (macro_evolution, ("macro",)),
-}
+def estimator_costs(results: dict, path: str | Path | None = None):
+    """Relative standard error of K_bb against CPU seconds, one line per estimator design (log-log).
 
+    Parameters
+    ----------
+    results : dict
+        As written by ``benchmarks/bench_fdr_estimators.py --out``: ``designs``, a
+        list of dicts with ``label``, ``estimator``, ``r2``, ``cpu_s_per_preparation``
+        (c_prep + R2 c_e), ``variance_per_preparation`` (relative variance of one
+        preparation's mean, sigma_b^2 + sigma_w^2/R2) and ``cpu_s_for_target``;
+        ``setup`` with ``target_relative_se``, ``rho``, ``sites``, ``elements``.
+    path : str or Path, optional
+        Where to write the PNG (dpi 120, as ``cgflow plot``).
 
-def plot_store(path: str | Path, out_dir: str | Path | None = None) -> list[Path]:
-    """Write every figure the store has data for; return the PNG paths."""
-    from .engine.store import open_run
-
-    path = Path(path)
-    tree = open_run(path)
-    out = Path(out_dir) if out_dir else path.with_name(path.name.removesuffix(".zarr") + "-figures")
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
+    Returns
+    -------
+    matplotlib.figure.Figure
+        SE(C) = sqrt(v c / C) for C from one preparation (R1 = 1) to beyond the
+        slowest design's 1 % cost; each line ends in a marker at the target.
+    """
     plt = _pyplot()
-    for name, (func, needs) in FIGURES.items():
-        if not all(group in tree.children for group in needs):
-            continue
-        fig = func(tree)
-        target = out / f"{name}.png"
-        fig.savefig(target, dpi=120)
-        plt.close(fig)
-        written.append(target)
-    return written
+    setup = results.get("setup", {})
+    target = float(setup.get("target_relative_se", 0.01))
+    designs = results["designs"]
+    colors = {"increment": "C0", "quadratic_variation": "C1", "carre_du_champ": "C2"}
+    styles = ["-", "--", ":", "-.", (0, (5, 2, 1, 2))]
+    c_hi = 10 * max(d["cpu_s_for_target"] for d in designs)
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), constrained_layout=True)
+    for k, d in enumerate(designs):
+        c_unit, v = d["cpu_s_per_preparation"], d["variance_per_preparation"]
+        cost = np.geomspace(c_unit, max(c_hi, 10 * c_unit), 200)
+        color = colors.get(d["estimator"], f"C{3 + k}")
+        ax.plot(cost, np.sqrt(v * c_unit / cost), color=color, ls=styles[k % len(styles)], lw=1.5,
+                label=f"{d['label']}: {d['cpu_s_for_target']:.3g} s")  # fmt: skip
+        ax.plot(d["cpu_s_for_target"], target, "o", color=color, ms=5)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.axhline(target, color="k", lw=0.8)
+    ax.text(0.99, target, f"{target:.0%} relative SE", transform=ax.get_yaxis_transform(), ha="right", va="bottom",
+            fontsize=8)  # fmt: skip
+    ax.set_xlabel("CPU seconds (one core)")
+    ax.set_ylabel(r"relative standard error of $K_{bb}$")
+    ax.set_title(f"operator estimators, ZRP g(k) = k$^2$, rho = {setup.get('rho', '?')}, s = 0, "
+                 f"L = {setup.get('sites', '?')}, N = {setup.get('elements', '?')}", fontsize=9)  # fmt: skip
+    ax.grid(True, which="major", lw=0.4, alpha=0.5)
+    ax.legend(fontsize=7, title="design: CPU s for the target", title_fontsize=7, loc="lower left")
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def _needs(*groups: str):
+    return lambda tree: all(g in tree.children for g in groups)
+
+
+#: (file stem, figure function, applies to the store?)
+FIGURES = [
+    ("v_discr", v_discr, _needs("operator")),
+    ("operator_entries", operator_entries, _needs("operator")),
+    ("estimator_errors", estimator_errors, _needs("operator")),
+    ("macro_evolution", macro_evolution, _needs("macro")),
+]

@@ -1,0 +1,161 @@
+"""Learn the homogenized right-hand side from the equation-free data (seed 001, §4 and §5).
+
+The ``learn`` stage fits every model of ``learn.models`` on the training
+trajectories — the scheme's own dU/dt estimates (eq. 11) against the macro
+snapshots — and evaluates it on the held-out ones:
+
+* ``pointwise``: dU/dt = F(U, U_x, U_xx) (2-D: U, U_x, U_y, U_xx, U_xy, U_yy),
+  a 32-32 ReLU network (eq. 12, 16);
+* ``stencil``: dU_j/dt = G(U_{j-1}, U_j, U_{j+1}) (2-D: the 3 x 3 window), the
+  convolutional network of eqs. (13), (17)–(19);
+* ``linear``: least squares on the pointwise features — the homogenized equation
+  *is* linear in them, so this baseline measures what the networks add.
+
+Reported per model: rMSE (eq. 24) of the predicted dU/dt on the held-out
+trajectories against the scheme's estimate (what was regressed), against the
+exact homogenized dU/dt and, in 1-D, against the semi-discrete homogenized
+system the macro grid can represent; the coefficient (1-D) or tensor (2-D) the
+model implies; fit seconds. Each fitted model is saved in a subgroup
+``/learn/<model>`` (weights, scalers, parameters; no pickle) and reloads with
+:func:`cgflow.learn.model_from_dataset`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import xarray as xr
+
+from ...engine.keys import stage_id
+from ...learn import (
+    LinearBaseline,
+    PointwiseNetwork,
+    StencilNetwork,
+    effective_coefficient,
+    effective_tensor,
+    relative_mse,
+)
+from .homogenized import interior
+from .trajectories import TRAJ
+
+__all__ = ["LearnModels", "build_model", "MODELS"]
+
+MODELS = ("pointwise", "stencil", "linear")
+TENSOR = ("A_xx", "A_xy", "A_yy")
+
+
+def build_model(kind: str, epochs: int, batch: int, learning_rate: float, random_state: int):
+    """An unfitted model of ``kind`` with the seed's training settings (Adam, MSE)."""
+    net = dict(max_iter=epochs, batch_size=batch, learning_rate_init=learning_rate, random_state=random_state)
+    if kind == "pointwise":
+        return PointwiseNetwork((32, 32), **net)
+    if kind == "stencil":
+        return StencilNetwork((32, 32), width=3, **net)
+    if kind == "linear":
+        return LinearBaseline()
+    raise ValueError(f"unknown model {kind!r}; expected one of {MODELS}")
+
+
+def model_seed(root_seed: int, kind: str) -> int:
+    """The network's initialisation/shuffling seed: a function of (root seed, stage, model) only."""
+    seq = np.random.SeedSequence(root_seed, spawn_key=(stage_id("learn"), MODELS.index(kind)))
+    return int(seq.generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class LearnModels:
+    """The ``learn`` reduce stage (implements ``ReduceStage``)."""
+
+    upstream: str  # fingerprint of the homogenized stage (and through it of the trajectories)
+    seed: int
+    models: tuple[str, ...] = MODELS
+    epochs: int = 40
+    batch: int = 64
+    learning_rate: float = 1e-3
+    name: ClassVar[str] = "learn"
+
+    @classmethod
+    def from_spec(cls, spec, homogenized) -> "LearnModels":
+        from ...engine.types import fingerprint
+
+        learn = spec["learn"]
+        return cls(
+            upstream=fingerprint(homogenized), seed=spec.seed, models=tuple(learn["models"]),
+            epochs=learn["epochs"], batch=learn["batch"], learning_rate=learn["learning_rate"],
+        )
+
+    def compute(self, tree: xr.DataTree) -> xr.DataTree:
+        traj = tree["trajectories"].to_dataset().load()
+        hom = tree["homogenized"].to_dataset().load()
+        attrs = dict(traj.attrs)
+        skip = int(attrs.get("transient_snapshots", 0))
+        train = traj.isel({TRAJ: np.flatnonzero(traj["split"].values == "train")})
+        test = traj.isel({TRAJ: np.flatnonzero(traj["split"].values == "test")})
+        hom_test = hom.sel({TRAJ: test[TRAJ].values})
+        grid_dims = [d for d in ("x", "y") if d in traj.dims]
+
+        def snapshots(ds: xr.Dataset, var: str) -> np.ndarray:
+            """(traj * time, *grid): every trajectory's snapshots after the transient, stacked."""
+            values = ds[var].values[:, skip:]
+            return values.reshape((-1,) + values.shape[2:])
+
+        U_train, dU_train = snapshots(train, "U"), snapshots(train, "dUdt")
+        U_test = snapshots(test, "U")
+        inner = interior(attrs)[1:]  # grid part
+        targets = {"patch": snapshots(test, "dUdt"), "homogenized": snapshots(hom_test, "dUdt_h")}
+        if "dUdt_fd" in hom_test:
+            targets["semidiscrete"] = snapshots(hom_test, "dUdt_fd")
+
+        out = xr.Dataset(
+            coords={
+                "model": np.array(self.models, dtype=object),  # variable-length UTF-8 in Zarr v3
+                "reference": np.array(list(targets), dtype=object),
+                "test_traj": test[TRAJ].values,
+                "time": traj["time"].values,
+                **{d: traj[d].values for d in grid_dims},
+            }
+        )
+        rmse = np.empty((len(self.models), len(targets)))
+        seconds = np.empty(len(self.models))
+        predictions = np.full((len(self.models),) + test["dUdt"].shape, np.nan)
+        children: dict[str, xr.Dataset] = {}
+        implied = []
+        for m, kind in enumerate(self.models):
+            model = build_model(kind, self.epochs, self.batch, self.learning_rate, model_seed(self.seed, kind))
+            start = time.process_time()
+            model.fit(U_train, dU_train)
+            seconds[m] = time.process_time() - start
+            pred = model.predict(U_test)
+            for r, ref in enumerate(targets.values()):
+                rmse[m, r] = relative_mse(pred[(slice(None), *inner)], ref[(slice(None), *inner)])
+            predictions[m, :, skip:] = pred.reshape(test["dUdt"].shape[:1] + (-1,) + pred.shape[1:])
+            if attrs["model"] == "heterodiffusion":
+                implied.append(effective_coefficient(model))
+            else:
+                implied.append(np.asarray(effective_tensor(model)))
+            children[kind] = model.to_dataset()
+
+        out["rmse_dUdt"] = (("model", "reference"), rmse)
+        out["rmse_dUdt"].attrs["description"] = (
+            "rMSE (seed eq. 24) of the predicted dU/dt over the held-out trajectories' snapshots against: "
+            "patch = the scheme's estimate (the regression target), homogenized = the exact homogenized dU/dt, "
+            "semidiscrete = the homogenized system on the macro grid (1-D)"
+        )
+        out["fit_cpu_seconds"] = ("model", seconds)
+        out["dUdt_pred"] = (("model", "test_traj", "time", *grid_dims), predictions)
+        out["dUdt_pred"].attrs["description"] = "each model's dU/dt on the held-out snapshots (NaN: transient snapshots left out)"
+        if attrs["model"] == "heterodiffusion":
+            out["a_implied"] = ("model", np.array(implied))
+            out["a_implied"].attrs["description"] = "effective coefficient implied by the model: its response to sin(pi x) against the macro grid's D2 (cgflow.learn.effective_coefficient)"
+            out.attrs["a_star"] = float(attrs["a_star"])
+        else:
+            A = np.array(implied)  # (model, 2, 2)
+            out = out.assign_coords(component=np.array(TENSOR, dtype=object))
+            out["A_implied"] = (("model", "component"), np.stack([A[:, 0, 0], A[:, 0, 1], A[:, 1, 1]], axis=1))
+            out["A_implied"].attrs["description"] = "diffusion tensor implied by the model (probes sin x, sin y, sin(x +- y); cgflow.learn.effective_tensor)"
+            out.attrs.update({k: float(attrs[k]) for k in TENSOR})
+        out.attrs.update(epochs=self.epochs, batch=self.batch, learning_rate=self.learning_rate, transient_snapshots=skip)
+        return xr.DataTree.from_dict({"/": out, **{f"/{k}": v for k, v in children.items()}})

@@ -1,0 +1,293 @@
+"""Training data as Dask ensembles: one task per trajectory (seed 001, §4–5).
+
+Each trajectory starts from a random Fourier initial condition (eq. 23 in 1-D,
+eq. 28 in 2-D) drawn from the trajectory's own stream ``(root seed,
+"trajectories", traj)`` and is integrated by the equation-free scheme over
+``[0, t_end]``: patch dynamics with buffers in 1-D (eqs. 7, 10, 11), the
+gap-tooth scheme in 2-D. Every ``sample_every`` the task records the macro
+field ``U`` (tooth / patch averages) and the scheme's own estimate of its time
+derivative ``dUdt`` (eq. 11 in 1-D, the restricted micro right-hand side in
+2-D) — what the networks regress. The initial-condition parameters are stored
+too, so the exact homogenized solution can be evaluated downstream.
+
+The patches are vectorised inside a task; the sweep is over trajectories, so
+the store layout is ``U(traj, time, x)`` / ``U(traj, time, x, y)``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from ...engine.keys import BlockKey, block_stream
+from ...engine.types import BlockOutput, Sweep
+from ...micro import heterodiffusion, lattice2d
+from .gap_tooth import GapTooth2D
+from .patch_dynamics import PatchDynamics
+
+__all__ = ["PatchTrajectories", "GapToothTrajectories", "initial_condition"]
+
+TRAJ = "traj"
+
+
+def _split(n_train: int, n_test: int) -> np.ndarray:
+    return np.array(["train"] * n_train + ["test"] * n_test, dtype=object)
+
+
+def _n_samples(t_end: float, every: float) -> int:
+    return int(round(t_end / every)) + 1
+
+
+@dataclass(frozen=True)
+class _Trajectories:
+    """What both sweeps share: the trajectory split and the sampling."""
+
+    seed: int
+    n_train: int
+    n_test: int
+    modes: int
+    t_end: float
+    sample_every: float
+
+    name: ClassVar[str] = "trajectories"
+    work_unit: ClassVar[str] = "micro grid-point updates"
+
+    @property
+    def sweep(self) -> Sweep:
+        return Sweep(self.n_train + self.n_test, 1, 1, {}, point_dim=TRAJ)
+
+    @property
+    def times(self) -> np.ndarray:
+        return np.arange(_n_samples(self.t_end, self.sample_every)) * self.sample_every
+
+    def stream(self, traj: int) -> np.random.Generator:
+        """The trajectory's random stream: its initial condition is all that is random."""
+        return block_stream(self.seed, BlockKey(self.name, traj, 0))
+
+    def _lazy(self, *shape: int) -> da.Array:
+        n = self.n_train + self.n_test
+        return da.zeros((n,) + shape, chunks=(1,) + shape, dtype=np.float64)
+
+    def _base_template(self, grid: dict[str, np.ndarray]) -> xr.Dataset:
+        coords = {
+            TRAJ: np.arange(self.n_train + self.n_test),
+            "split": (TRAJ, _split(self.n_train, self.n_test)),
+            "time": self.times,
+            "mode": np.arange(self.modes),
+            **grid,
+        }
+        ds = xr.Dataset(coords=coords)
+        dims = (TRAJ, "time", *grid)
+        shape = (len(self.times), *(len(v) for v in grid.values()))
+        ds["U"] = (dims, self._lazy(*shape))
+        ds["U"].attrs["description"] = "macro field: average over each tooth (patch) at its centre (seed eq. 7)"
+        ds["dUdt"] = (dims, self._lazy(*shape))
+        ds["dUdt"].attrs["description"] = "the scheme's estimate of dU/dt at the same state (seed eq. 11): the regression target"
+        ds["split"].attrs["description"] = "train: fitted on; test: held out for the rMSE of dU/dt (seed eq. 24)"
+        return ds
+
+    def expected_events(self) -> np.ndarray:
+        return np.full(self.n_train + self.n_test, float(self.work_per_trajectory()))
+
+    def measure_throughput(self, budget: float = 20.0) -> tuple[float, str]:
+        """Micro grid-point updates per second per core, from one derivative estimate (or one trajectory)."""
+        self.warmup()
+        start = time.perf_counter()
+        work = self.probe_work()
+        return work / (time.perf_counter() - start), self.probe_description
+
+    def warmup(self) -> None:
+        """Nothing to compile: the schemes are numpy/scipy."""
+
+
+@dataclass(frozen=True)
+class PatchTrajectories(_Trajectories):
+    """1-D heterogeneous diffusion by patch dynamics with buffers (seed §3 and §5.1)."""
+
+    mean: float = 1.1
+    amplitude: float = 1.0
+    eps: float = 1e-5
+    dx: float = 1e-7
+    nodes: int = 11
+    tooth: float = 1e-4
+    buffer: float = 8e-3
+    burst: float = 1e-6
+    substeps: int = 4
+    lift_order: int = 2
+    macro_dt: float = 1e-3
+
+    probe_description: ClassVar[str] = "one patch derivative estimate (eq. 11) of all teeth"
+
+    @classmethod
+    def from_spec(cls, spec) -> "PatchTrajectories":
+        micro, pd, tr = spec["micro"], spec["patch_dynamics"], spec["trajectories"]
+        return cls(
+            seed=spec.seed, n_train=tr["train"], n_test=tr["test"], modes=tr["modes"],
+            t_end=tr["t_end"], sample_every=tr["sample_every"],
+            mean=micro["coefficient"]["mean"], amplitude=micro["coefficient"]["amplitude"],
+            eps=micro["eps"], dx=micro["dx"], nodes=pd["nodes"], tooth=pd["tooth"], buffer=pd["buffer"],
+            burst=pd["burst"], substeps=pd["substeps"], lift_order=pd["lift_order"], macro_dt=pd["macro_dt"],
+        )
+
+    @property
+    def coefficient(self) -> heterodiffusion.Coefficient:
+        return heterodiffusion.Coefficient(mean=self.mean, amplitude=self.amplitude)
+
+    @property
+    def scheme(self) -> PatchDynamics:
+        return PatchDynamics(
+            coefficient=self.coefficient, eps=self.eps, micro_dx=self.dx, macro_nodes=self.nodes,
+            tooth=self.tooth, buffer=self.buffer, burst=self.burst, substeps=self.substeps, lift_order=self.lift_order,
+        )
+
+    @property
+    def x(self) -> np.ndarray:
+        return np.linspace(0.0, 1.0, self.nodes)
+
+    def template(self) -> xr.Dataset:
+        ds = self._base_template({"x": self.x})
+        for field in ("amplitude", "wavenumber", "phase"):
+            ds[f"ic_{field}"] = ((TRAJ, "mode"), self._lazy(self.modes))
+            ds[f"ic_{field}"].attrs["description"] = f"initial condition (seed eq. 23): {field} of each Fourier term"
+        scheme = self.scheme
+        ds.attrs.update(
+            model="heterodiffusion", scheme="patch dynamics with buffers", a_star=self.coefficient_effective,
+            transient_snapshots=0,  # every burst starts from a fresh lifting
+            # cost against a full-resolution run on the same micro grid and step (seed §4: "~1e4")
+            space_fraction=scheme.space_fraction,
+            time_fraction=scheme.time_fraction(self.macro_dt),
+            patch_work_per_trajectory=scheme.patch_work(self.t_end, self.macro_dt),
+            full_resolution_work_per_trajectory=scheme.full_resolution_work(self.t_end),
+            cost_ratio=scheme.cost_ratio(self.t_end, self.macro_dt),
+        )
+        return ds
+
+    @property
+    def coefficient_effective(self) -> float:
+        return float(heterodiffusion.effective_coefficient(self.coefficient))
+
+    def compute_block(self, point: int, block: int) -> BlockOutput:
+        modes = heterodiffusion.fourier_initial_condition(self.stream(point), self.modes)
+        save_every = int(round(self.sample_every / self.macro_dt))
+        result = self.scheme.integrate(modes(self.x), self.t_end, self.macro_dt, save_every=save_every)
+        arrays = {
+            "U": result.U,
+            "dUdt": result.dUdt,
+            "ic_amplitude": np.asarray(modes.amplitudes, float),
+            "ic_wavenumber": np.asarray(modes.wavenumbers, float),
+            "ic_phase": np.asarray(modes.phases, float),
+        }
+        return BlockOutput(stats={}, arrays=arrays, work=int(result.work))
+
+    def work_per_trajectory(self) -> int:
+        steps = int(round(self.t_end / self.macro_dt)) + 1
+        return steps * self.scheme.work_per_estimate
+
+    def probe_work(self) -> int:
+        x = self.x
+        return int(self.scheme.time_derivative(np.sin(np.pi * x) + x)[1])
+
+    def warmup(self) -> None:
+        """Compile (or load from numba's cache) the micro kernel on a small scheme of the same kind."""
+        small = PatchDynamics(coefficient=self.coefficient, eps=1e-3, micro_dx=1e-5, macro_nodes=5, tooth=1e-3,
+                              buffer=8e-3, burst=1e-6, substeps=1, lift_order=2)
+        small.time_derivative(np.linspace(0.0, 1.0, 5) ** 2)
+
+
+@dataclass(frozen=True)
+class GapToothTrajectories(_Trajectories):
+    """2-D lattice diffusion with 3-periodic coefficients by the gap-tooth scheme (seed §5.2)."""
+
+    convention: str = "paper"
+    lattice: int = 480
+    patches: int = 16
+    patch_points: int = 5
+    coupling: str = "spectral"
+    order: int = 6
+    integrator: str = "exact"
+
+    probe_description: ClassVar[str] = "one gap-tooth trajectory"
+
+    @classmethod
+    def from_spec(cls, spec) -> "GapToothTrajectories":
+        micro, gt, tr = spec["micro"], spec["gap_tooth"], spec["trajectories"]
+        return cls(
+            seed=spec.seed, n_train=tr["train"], n_test=tr["test"], modes=tr["modes"],
+            t_end=tr["t_end"], sample_every=tr["sample_every"],
+            convention=micro["convention"], lattice=micro["lattice"], patches=gt["patches"],
+            patch_points=gt["patch_points"], coupling=gt["coupling"], order=gt["order"],
+            integrator=gt["integrator"],
+        )
+
+    @property
+    def scheme(self) -> GapTooth2D:
+        return GapTooth2D(
+            patches=self.patches, h=2 * np.pi / self.lattice, patch_points=self.patch_points,
+            coupling=self.coupling, order=self.order, convention=self.convention,
+        )
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.scheme.centres
+
+    def template(self) -> xr.Dataset:
+        ds = self._base_template({"x": self.x, "y": self.x})
+        for field in ("amplitude", "wavenumber_x", "wavenumber_y", "phase_x", "phase_y"):
+            ds[f"ic_{field}"] = ((TRAJ, "mode"), self._lazy(self.modes))
+            ds[f"ic_{field}"].attrs["description"] = f"initial condition (seed eq. 28): {field} of each Fourier term"
+        A = lattice2d.homogenized_tensor(self.convention)
+        scheme = self.scheme
+        ds.attrs.update(
+            model="lattice2d", scheme="gap-tooth", A_xx=A[0], A_xy=A[1], A_yy=A[2], convention=self.convention,
+            h=scheme.h, interior_points=scheme.interior,
+            transient_snapshots=1,  # micro values start without their corrector: dU/dt(0) is a fast transient
+        )
+        return ds
+
+    def compute_block(self, point: int, block: int) -> BlockOutput:
+        modes = lattice2d.fourier_initial_condition_2d(self.stream(point), self.modes)
+        result = self.scheme.integrate(modes, self.times, method=self.integrator)
+        arrays = {
+            "U": result.U,
+            "dUdt": result.dUdt,
+            "ic_amplitude": np.asarray(modes.amplitudes, float),
+            "ic_wavenumber_x": np.asarray(modes.wavenumbers_x, float),
+            "ic_wavenumber_y": np.asarray(modes.wavenumbers_y, float),
+            "ic_phase_x": np.asarray(modes.phases_x, float),
+            "ic_phase_y": np.asarray(modes.phases_y, float),
+        }
+        # the exact propagator takes no micro time steps: count one update of every micro point per snapshot
+        work = result.work or self.scheme.size * len(self.times)
+        return BlockOutput(stats={}, arrays=arrays, work=int(work))
+
+    def work_per_trajectory(self) -> int:
+        return self._probe()[0]
+
+    def probe_work(self) -> int:
+        return self._probe()[0]
+
+    def _probe(self) -> tuple[int, float]:
+        modes = lattice2d.fourier_initial_condition_2d(np.random.default_rng(0), self.modes)
+        start = time.perf_counter()
+        work = int(self.scheme.integrate(modes, self.times, method=self.integrator).work)
+        return work or self.scheme.size * len(self.times), time.perf_counter() - start
+
+
+def initial_condition(ds: xr.Dataset, traj: int):
+    """The initial condition of trajectory ``traj``, rebuilt from the stored parameters."""
+    if "ic_wavenumber" in ds:
+        return heterodiffusion.FourierModes(
+            amplitudes=ds["ic_amplitude"].values[traj], wavenumbers=ds["ic_wavenumber"].values[traj],
+            phases=ds["ic_phase"].values[traj],
+        )
+    return lattice2d.FourierModes2D(
+        amplitudes=ds["ic_amplitude"].values[traj],
+        wavenumbers_x=ds["ic_wavenumber_x"].values[traj].astype(int),
+        wavenumbers_y=ds["ic_wavenumber_y"].values[traj].astype(int),
+        phases_x=ds["ic_phase_x"].values[traj], phases_y=ds["ic_phase_y"].values[traj],
+    )
