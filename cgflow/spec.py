@@ -214,8 +214,9 @@ EQFREE_1D_SCHEMA: dict[str, Any] = {
     "micro": {
         "model": Field("str", choices=EQFREE_MODELS),
         "coefficient": {
-            "mean": Field("float", required=False, default=1.1, doc="a(y) = mean + amplitude sin(2 pi y)"),
-            "amplitude": Field("float", required=False, default=1.0),
+            "mean": Field("float", required=False, doc="a(y) = mean + amplitude sin(2 pi y) (default 1.1)"),
+            "amplitude": Field("float", required=False, doc="(default 1.0)"),
+            "table": Field("floats", required=False, **_POS, doc="or: values of a piecewise-constant a(y) on equal cells of one period"),
         },
         "eps": Field("float", **_POS, doc="period of the heterogeneity"),
         "dx": Field("float", **_POS, doc="micro grid spacing"),
@@ -384,8 +385,11 @@ def _check_eqfree(d: dict, problems: list) -> None:
 
     if micro.get("model") == "heterodiffusion":
         coef, pd = micro.get("coefficient", {}), d.get("patch_dynamics", {})
-        mean, amp = coef.get("mean"), coef.get("amplitude")
-        if mean is not None and amp is not None and mean - abs(amp) <= 0:
+        if coef.get("table") is not None and (coef.get("mean") is not None or coef.get("amplitude") is not None):
+            problems.append(("micro.coefficient.table", "give either a table or mean/amplitude, not both"))
+        mean = coef.get("mean") if coef.get("mean") is not None else 1.1
+        amp = coef.get("amplitude") if coef.get("amplitude") is not None else 1.0
+        if coef.get("table") is None and mean - abs(amp) <= 0:
             problems.append(("micro.coefficient", f"a(y) = mean + amplitude sin(2 pi y) must stay > 0: mean = {mean:g}, amplitude = {amp:g}"))
         eps, dx = micro.get("eps"), micro.get("dx")
         if eps is not None and dx is not None and eps < 4 * dx:

@@ -97,6 +97,14 @@ def test_eqfree_paper_workflows_validate(name):
 def test_eqfree_1d_keys_follow_the_model():
     spec = load_spec(WORKFLOWS / "eqfree-1d-paper.yaml")
     assert spec["micro.coefficient.mean"] == 1.1 and spec["micro.coefficient.amplitude"] == 1.0
+    # a tabulated periodic coefficient instead of the sine family
+    from cgflow.methods import build_stages
+
+    table = load_spec(WORKFLOWS / "eqfree-1d-paper.yaml", ["micro.coefficient={table: [0.5, 2.0, 1.0, 4.0]}"])
+    a_star = build_stages(table)[0].coefficient_effective
+    assert a_star == pytest.approx(4 / (1 / 0.5 + 1 / 2.0 + 1 / 1.0 + 1 / 4.0), rel=1e-12)  # harmonic mean
+    with pytest.raises(SpecError, match="micro.coefficient.table: give either a table or mean/amplitude"):
+        load_spec(WORKFLOWS / "eqfree-1d-paper.yaml", ["micro.coefficient.table=[1.0, 2.0]"])
     assert spec["patch_dynamics.buffer"] == 8e-3
     # a lattice2d key is unknown for the 1-D model, with the model's own keys listed
     with pytest.raises(SpecError) as info:

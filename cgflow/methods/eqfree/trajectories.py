@@ -57,6 +57,13 @@ class _Trajectories:
     name: ClassVar[str] = "trajectories"
     work_unit: ClassVar[str] = "micro grid-point updates"
 
+    @staticmethod
+    def sampling(spec) -> dict:
+        """The shared parameters, from the spec's ``seed`` and ``trajectories`` section."""
+        tr = spec["trajectories"]
+        return dict(seed=spec.seed, n_train=tr["train"], n_test=tr["test"], modes=tr["modes"],
+                    t_end=tr["t_end"], sample_every=tr["sample_every"])
+
     @property
     def sweep(self) -> Sweep:
         return Sweep(self.n_train + self.n_test, 1, 1, {}, point_dim=TRAJ)
@@ -109,8 +116,9 @@ class _Trajectories:
 class PatchTrajectories(_Trajectories):
     """1-D heterogeneous diffusion by patch dynamics with buffers (seed §3 and §5.1)."""
 
-    mean: float = 1.1
-    amplitude: float = 1.0
+    mean: float | None = None  # a(y) = mean + amplitude sin(2 pi y); None: the paper's 1.1, 1.0
+    amplitude: float | None = None
+    table: tuple[float, ...] | None = None  # or a piecewise-constant a(y) on equal cells of one period
     eps: float = 1e-5
     dx: float = 1e-7
     nodes: int = 11
@@ -125,18 +133,22 @@ class PatchTrajectories(_Trajectories):
 
     @classmethod
     def from_spec(cls, spec) -> "PatchTrajectories":
-        micro, pd, tr = spec["micro"], spec["patch_dynamics"], spec["trajectories"]
+        micro, pd = spec["micro"], spec["patch_dynamics"]
         return cls(
-            seed=spec.seed, n_train=tr["train"], n_test=tr["test"], modes=tr["modes"],
-            t_end=tr["t_end"], sample_every=tr["sample_every"],
-            mean=micro["coefficient"]["mean"], amplitude=micro["coefficient"]["amplitude"],
+            **_Trajectories.sampling(spec),
+            mean=micro["coefficient"].get("mean"), amplitude=micro["coefficient"].get("amplitude"),
+            table=micro["coefficient"].get("table"),
             eps=micro["eps"], dx=micro["dx"], nodes=pd["nodes"], tooth=pd["tooth"], buffer=pd["buffer"],
             burst=pd["burst"], substeps=pd["substeps"], lift_order=pd["lift_order"], macro_dt=pd["macro_dt"],
         )
 
     @property
     def coefficient(self) -> heterodiffusion.Coefficient:
-        return heterodiffusion.Coefficient(mean=self.mean, amplitude=self.amplitude)
+        if self.table is not None:
+            return heterodiffusion.Coefficient(table=tuple(self.table))
+        return heterodiffusion.Coefficient(
+            mean=1.1 if self.mean is None else self.mean, amplitude=1.0 if self.amplitude is None else self.amplitude
+        )
 
     @property
     def scheme(self) -> PatchDynamics:
@@ -215,10 +227,9 @@ class GapToothTrajectories(_Trajectories):
 
     @classmethod
     def from_spec(cls, spec) -> "GapToothTrajectories":
-        micro, gt, tr = spec["micro"], spec["gap_tooth"], spec["trajectories"]
+        micro, gt = spec["micro"], spec["gap_tooth"]
         return cls(
-            seed=spec.seed, n_train=tr["train"], n_test=tr["test"], modes=tr["modes"],
-            t_end=tr["t_end"], sample_every=tr["sample_every"],
+            **_Trajectories.sampling(spec),
             convention=micro["convention"], lattice=micro["lattice"], patches=gt["patches"],
             patch_points=gt["patch_points"], coupling=gt["coupling"], order=gt["order"],
             integrator=gt["integrator"],
