@@ -47,7 +47,7 @@ def trajectories_1d(tree: xr.DataTree, traj: int = 0, times=(0.0, 0.01, 0.05, 0.
     a = ds.attrs
     title = "patch dynamics (dots) vs homogenized (lines)"
     if "cost_ratio" in a:
-        title += (f"; {100 * a['space_fraction']:.1f}% of space, {100 * a['time_fraction']:.2g}% of time, "
+        title += (f"\n{100 * a['space_fraction']:.1f}% of space, {100 * a['time_fraction']:.2g}% of time, "
                   f"cost 1/{a['cost_ratio']:.3g} of full resolution")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)

@@ -123,7 +123,11 @@ class LearnModels:
         predictions = np.full((len(self.models),) + test["dUdt"].shape, np.nan)
         children: dict[str, xr.Dataset] = {}
         implied = []
-        for m, kind in enumerate(self.models):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(self.models, desc="learn", unit="model", disable=None)  # shown on a terminal only
+        for m, kind in enumerate(bar):
+            bar.set_postfix_str(kind)
             model = build_model(kind, self.epochs, self.batch, self.learning_rate, model_seed(self.seed, kind))
             start = time.process_time()
             model.fit(U_train, dU_train)
