@@ -21,6 +21,7 @@ grid); :class:`cgflow.learn.features.Grid` maps predictions back to fields.
 
 from __future__ import annotations
 
+import abc
 import json
 import math
 from numbers import Integral, Real
@@ -391,7 +392,7 @@ class MLPPointRegressor(RegressorMixin, BaseEstimator):
 
 
 # ----------------------------------------------------------------------------- field level
-class FieldModel(RegressorMixin, BaseEstimator):
+class FieldModel(RegressorMixin, BaseEstimator, abc.ABC):
     """Common field-level interface of the learned right-hand sides.
 
     Subclasses define the per-point features (:meth:`_features`) and the point
@@ -414,24 +415,29 @@ class FieldModel(RegressorMixin, BaseEstimator):
     _grid_dependent = False
 
     # ------------------------------------------------------------------ subclass hooks
-    def _features(self, U: np.ndarray, grid: Grid) -> np.ndarray:  # pragma: no cover - abstract
+    @abc.abstractmethod
+    def _features(self, U: np.ndarray, grid: Grid) -> np.ndarray:
         """(n_snapshots, *grid.interior_shape, n_features)."""
-        raise NotImplementedError
 
-    def _feature_names(self, grid: Grid) -> tuple:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _feature_names(self, grid: Grid) -> tuple:
+        """Names of the feature columns."""
 
-    def _fit_points(self, X: np.ndarray, y: np.ndarray) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _fit_points(self, X: np.ndarray, y: np.ndarray) -> None:
+        """Fit the point-level regressor on samples (n_samples, n_features) -> (n_samples,)."""
 
-    def _predict_points(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _predict_points(self, X: np.ndarray) -> np.ndarray:
+        """Predict (n_samples,) from samples (n_samples, n_features)."""
 
-    def _state_variables(self) -> dict:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _state_variables(self) -> dict:
+        """Fitted state as xarray variables (for :meth:`to_dataset`)."""
 
-    def _load_state(self, ds: xr.Dataset) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _load_state(self, ds: xr.Dataset) -> None:
+        """Restore the fitted state written by :meth:`_state_variables`."""
 
     # ------------------------------------------------------------------ fields <-> samples
     def _samples(self, U: np.ndarray, grid: Grid) -> np.ndarray:
