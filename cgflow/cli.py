@@ -78,7 +78,7 @@ def run(spec_path, overrides, store, workers, scheduler, scheduler_file, restart
 def _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, progress, dashboard_address):
     from .engine import store as st
     from .engine.execute import connect, run_reduce, run_sweep
-    from .engine.types import SweepStage, fingerprint
+    from .engine.types import PartitionedReduce, SweepStage, fingerprint
 
     st.check_store(store_path, spec, stages, restart)  # refuse before touching anything
     with st.StoreLock(store_path):
@@ -86,6 +86,7 @@ def _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, 
         runs = st.read_attrs(store_path).get("runs", [])
         run_index = len(runs) + 1
         sweeps = [s for s in stages if isinstance(s, SweepStage)]
+        needs_cluster = sweeps or any(isinstance(s, PartitionedReduce) for s in stages)
         for stage in sweeps:
             if not st.stage_ready(store_path, stage.name):
                 st.create_stage(store_path, stage, attrs={"spec_hash": spec.hash})
@@ -96,7 +97,7 @@ def _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, 
         path = str(store_path.resolve())  # absolute: workers resolve the path in their own working directory
         try:
             changed = False  # did an earlier stage of this run write anything? then later stages are stale
-            client_cm = connect(workers, scheduler, scheduler_file, dashboard_address) if sweeps else contextlib.nullcontext()
+            client_cm = connect(workers, scheduler, scheduler_file, dashboard_address) if needs_cluster else contextlib.nullcontext()
             with client_cm as client:
                 if client is not None:
                     threads = sum(client.nthreads().values())
@@ -116,7 +117,7 @@ def _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, 
                         }
                         _summary(report, getattr(stage, "work_unit", "events"))
                     elif changed or st.stage_fingerprint(path, stage.name) != fingerprint(stage):
-                        seconds = run_reduce(path, stage, spec.hash)
+                        seconds = run_reduce(path, stage, spec.hash, client)
                         changed = True
                         record["stages"][stage.name] = {"computed": 1, "skipped": 0, "wall_seconds": round(seconds, 3)}
                         click.echo(f"{stage.name}: computed in {seconds:.2f} s")

@@ -24,7 +24,7 @@ from distributed import Client, LocalCluster, as_completed
 from .keys import BlockKey
 from .stats import Moments, OrderedFold
 from .store import open_run, read_block_stats, read_done, write_block, write_merged_stats, write_reduced
-from .types import BlockOutput, ReduceStage, SweepStage
+from .types import BlockOutput, PartitionedReduce, ReduceStage, SweepStage
 
 __all__ = ["connect", "run_sweep", "run_reduce", "execute_block", "BlockResult", "SweepReport"]
 
@@ -198,11 +198,31 @@ def run_sweep(
     return SweepReport(stage.name, len(pending), skipped, work, compute_seconds, wall, threads)
 
 
-def run_reduce(path: str, stage: ReduceStage, spec_hash: str) -> float:
-    """Compute a reduce stage from the store and write its group; return the seconds it took."""
+def _reduce_part(stage: PartitionedReduce, path: str, part):
+    """Task body of one part of a partitioned reduce stage: it reads the store itself."""
+    return stage.compute_part(open_run(path, consolidated=False, chunks=None), part)
+
+
+def run_reduce(path: str, stage: ReduceStage, spec_hash: str, client: Client | None = None) -> float:
+    """Compute a reduce stage from the store and write its group; return the seconds it took.
+
+    A :class:`PartitionedReduce` stage runs its parts as tasks on ``client``
+    (results are combined in part order, so the group does not depend on which
+    worker ran what); without a client, or for other stages, it runs here.
+    """
     start = time.perf_counter()
     # not consolidated yet: groups written earlier in this run; no dask: many small reads
     tree = open_run(path, consolidated=False, chunks=None)
-    ds = stage.compute(tree)
+    if client is not None and isinstance(stage, PartitionedReduce):
+        parts = list(stage.parts())
+        token = uuid.uuid4().hex[:8]
+        futures = [
+            client.submit(_reduce_part, stage, path, part, key=f"{stage.name}-{part}-{token}", pure=False, retries=1)
+            for part in parts
+        ]
+        results = dict(zip(parts, client.gather(futures)))
+        ds = stage.combine(tree, results)
+    else:
+        ds = stage.compute(tree)
     write_reduced(path, stage, ds, spec_hash)
     return time.perf_counter() - start

@@ -19,7 +19,7 @@ import xarray as xr
 
 from .stats import Moments
 
-__all__ = ["Stat", "Sweep", "BlockOutput", "SweepStage", "ReduceStage", "fingerprint", "REPLICA_DIM", "POINT_DIM", "BLOCK_DIM"]
+__all__ = ["Stat", "Sweep", "BlockOutput", "SweepStage", "ReduceStage", "PartitionedReduce", "fingerprint", "REPLICA_DIM", "POINT_DIM", "BLOCK_DIM"]
 
 POINT_DIM = "point"
 BLOCK_DIM = "block"
@@ -109,6 +109,23 @@ class ReduceStage(Protocol):
 
     def compute(self, tree: xr.DataTree) -> xr.Dataset | xr.DataTree:
         """The stage's group (a Dataset, or a DataTree with subgroups), from the store opened as a DataTree."""
+
+
+@runtime_checkable
+class PartitionedReduce(ReduceStage, Protocol):
+    """A reduce stage whose work splits into independent parts that can run as cluster tasks.
+
+    ``compute_part(tree, part)`` must be a pure function of the store and the
+    part (it runs on a worker, which opens the store itself) and return a small
+    result; ``combine(tree, results)`` builds the group from ``{part: result}``.
+    ``compute(tree)`` must equal ``combine(tree, {p: compute_part(tree, p)})``.
+    """
+
+    def parts(self) -> tuple: ...
+
+    def compute_part(self, tree: xr.DataTree, part: Any) -> Any: ...
+
+    def combine(self, tree: xr.DataTree, results: Mapping[Any, Any]) -> xr.Dataset | xr.DataTree: ...
 
 
 def fingerprint(stage: Any) -> str:

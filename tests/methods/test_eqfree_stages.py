@@ -119,6 +119,22 @@ def test_2d_models_reload_bitwise(run_2d):
     np.testing.assert_array_equal(model_from_dataset(learn["linear"].to_dataset().load()).predict(U), pred)
 
 
+def test_2d_learning_on_the_cluster_equals_serial(store_2d):
+    # the CLI ran one model fit per Dask task; the serial path must give the same bytes
+    from cgflow.methods import build_stages
+    from cgflow.spec import load_spec
+
+    learn = build_stages(load_spec(store_2d.parent / "spec.yaml"))[2]
+    assert learn.name == "learn" and learn.parts() == ("pointwise", "stencil", "linear")
+    serial = learn.compute(open_run(store_2d))
+    stored = open_run(store_2d)["learn"]
+    for name in ("rmse_dUdt", "A_implied", "dUdt_pred"):
+        np.testing.assert_array_equal(serial[name].values, stored[name].values)
+    for kind in learn.parts():
+        for name, var in serial[kind].to_dataset().data_vars.items():
+            np.testing.assert_array_equal(var.values, stored[kind][name].values)
+
+
 def test_2d_figures(store_2d, tmp_path):
     proc = subprocess.run(cgflow_cmd("plot", str(store_2d), "--out", str(tmp_path)), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -87,7 +87,10 @@ class LearnModels:
             epochs=learn["epochs"], batch=learn["batch"], learning_rate=learn["learning_rate"],
         )
 
-    def compute(self, tree: xr.DataTree) -> xr.DataTree:
+    # ------------------------------------------------------------------ data
+    @staticmethod
+    def _data(tree: xr.DataTree) -> dict:
+        """Training and held-out arrays from the store, snapshots stacked (traj * time, *grid)."""
         traj = tree["trajectories"].to_dataset().load()
         hom = tree["homogenized"].to_dataset().load()
         attrs = dict(traj.attrs)
@@ -95,71 +98,85 @@ class LearnModels:
         train = traj.isel({TRAJ: np.flatnonzero(traj["split"].values == "train")})
         test = traj.isel({TRAJ: np.flatnonzero(traj["split"].values == "test")})
         hom_test = hom.sel({TRAJ: test[TRAJ].values})
-        grid_dims = [d for d in ("x", "y") if d in traj.dims]
 
         def snapshots(ds: xr.Dataset, var: str) -> np.ndarray:
-            """(traj * time, *grid): every trajectory's snapshots after the transient, stacked."""
-            values = ds[var].values[:, skip:]
+            values = ds[var].values[:, skip:]  # the transient snapshots carry no macro information
             return values.reshape((-1,) + values.shape[2:])
 
-        U_train, dU_train = snapshots(train, "U"), snapshots(train, "dUdt")
-        U_test = snapshots(test, "U")
-        inner = interior(attrs)[1:]  # grid part
         targets = {"patch": snapshots(test, "dUdt"), "homogenized": snapshots(hom_test, "dUdt_h")}
         if "dUdt_fd" in hom_test:
             targets["semidiscrete"] = snapshots(hom_test, "dUdt_fd")
+        return dict(
+            traj=traj, attrs=attrs, skip=skip, test=test, targets=targets,
+            U_train=snapshots(train, "U"), dU_train=snapshots(train, "dUdt"), U_test=snapshots(test, "U"),
+        )
 
+    # ------------------------------------------------------------------ PartitionedReduce
+    def parts(self) -> tuple[str, ...]:
+        """One part per model: the fits are independent and run as separate cluster tasks."""
+        return tuple(self.models)
+
+    def compute_part(self, tree: xr.DataTree, kind: str) -> dict:
+        """Fit one model and evaluate it; a small result (weights, metrics, held-out predictions)."""
+        d = self._data(tree)
+        model = build_model(kind, self.epochs, self.batch, self.learning_rate, model_seed(self.seed, kind))
+        start = time.process_time()
+        model.fit(d["U_train"], d["dU_train"])
+        seconds = time.process_time() - start
+        pred = model.predict(d["U_test"])
+        inner = (slice(None), *interior(d["attrs"])[1:])
+        rmse = {name: relative_mse(pred[inner], ref[inner]) for name, ref in d["targets"].items()}
+        if d["attrs"]["model"] == "heterodiffusion":
+            implied = np.asarray(effective_coefficient(model))
+        else:
+            implied = np.asarray(effective_tensor(model))
+        return dict(dataset=model.to_dataset(), seconds=seconds, rmse=rmse, implied=implied, prediction=pred)
+
+    def combine(self, tree: xr.DataTree, results: dict) -> xr.DataTree:
+        d = self._data(tree)
+        traj, attrs, skip, test, targets = d["traj"], d["attrs"], d["skip"], d["test"], d["targets"]
+        grid_dims = [g for g in ("x", "y") if g in traj.dims]
         out = xr.Dataset(
             coords={
                 "model": np.array(self.models, dtype=object),  # variable-length UTF-8 in Zarr v3
                 "reference": np.array(list(targets), dtype=object),
                 "test_traj": test[TRAJ].values,
                 "time": traj["time"].values,
-                **{d: traj[d].values for d in grid_dims},
+                **{g: traj[g].values for g in grid_dims},
             }
         )
-        rmse = np.empty((len(self.models), len(targets)))
-        seconds = np.empty(len(self.models))
+        res = [results[kind] for kind in self.models]  # model order, whatever order the tasks finished in
         predictions = np.full((len(self.models),) + test["dUdt"].shape, np.nan)
-        children: dict[str, xr.Dataset] = {}
-        implied = []
-        from tqdm.auto import tqdm
-
-        bar = tqdm(self.models, desc="learn", unit="model", disable=None)  # shown on a terminal only
-        for m, kind in enumerate(bar):
-            bar.set_postfix_str(kind)
-            model = build_model(kind, self.epochs, self.batch, self.learning_rate, model_seed(self.seed, kind))
-            start = time.process_time()
-            model.fit(U_train, dU_train)
-            seconds[m] = time.process_time() - start
-            pred = model.predict(U_test)
-            for r, ref in enumerate(targets.values()):
-                rmse[m, r] = relative_mse(pred[(slice(None), *inner)], ref[(slice(None), *inner)])
-            predictions[m, :, skip:] = pred.reshape(test["dUdt"].shape[:1] + (-1,) + pred.shape[1:])
-            if attrs["model"] == "heterodiffusion":
-                implied.append(effective_coefficient(model))
-            else:
-                implied.append(np.asarray(effective_tensor(model)))
-            children[kind] = model.to_dataset()
-
-        out["rmse_dUdt"] = (("model", "reference"), rmse)
+        for m, r in enumerate(res):
+            pred = r["prediction"]
+            predictions[m, :, skip:] = pred.reshape((test.sizes[TRAJ], -1) + pred.shape[1:])
+        out["rmse_dUdt"] = (("model", "reference"), np.array([[r["rmse"][t] for t in targets] for r in res]))
         out["rmse_dUdt"].attrs["description"] = (
             "rMSE (seed eq. 24) of the predicted dU/dt over the held-out trajectories' snapshots against: "
             "patch = the scheme's estimate (the regression target), homogenized = the exact homogenized dU/dt, "
             "semidiscrete = the homogenized system on the macro grid (1-D)"
         )
-        out["fit_cpu_seconds"] = ("model", seconds)
+        out["fit_cpu_seconds"] = ("model", np.array([r["seconds"] for r in res]))
         out["dUdt_pred"] = (("model", "test_traj", "time", *grid_dims), predictions)
         out["dUdt_pred"].attrs["description"] = "each model's dU/dt on the held-out snapshots (NaN: transient snapshots left out)"
+        implied = np.array([r["implied"] for r in res])
         if attrs["model"] == "heterodiffusion":
-            out["a_implied"] = ("model", np.array(implied))
+            out["a_implied"] = ("model", implied)
             out["a_implied"].attrs["description"] = "effective coefficient implied by the model: its response to sin(pi x) against the macro grid's D2 (cgflow.learn.effective_coefficient)"
             out.attrs["a_star"] = float(attrs["a_star"])
-        else:
-            A = np.array(implied)  # (model, 2, 2)
+        else:  # implied: (model, 2, 2)
             out = out.assign_coords(component=np.array(TENSOR, dtype=object))
-            out["A_implied"] = (("model", "component"), np.stack([A[:, 0, 0], A[:, 0, 1], A[:, 1, 1]], axis=1))
+            out["A_implied"] = (("model", "component"), np.stack([implied[:, 0, 0], implied[:, 0, 1], implied[:, 1, 1]], axis=1))
             out["A_implied"].attrs["description"] = "diffusion tensor implied by the model (probes sin x, sin y, sin(x +- y); cgflow.learn.effective_tensor)"
             out.attrs.update({k: float(attrs[k]) for k in TENSOR})
         out.attrs.update(epochs=self.epochs, batch=self.batch, learning_rate=self.learning_rate, transient_snapshots=skip)
-        return xr.DataTree.from_dict({"/": out, **{f"/{k}": v for k, v in children.items()}})
+        return xr.DataTree.from_dict({"/": out, **{f"/{kind}": r["dataset"] for kind, r in zip(self.models, res)}})
+
+    def compute(self, tree: xr.DataTree) -> xr.DataTree:
+        """Serial version (no cluster): every part here, in order."""
+        from tqdm.auto import tqdm
+
+        results = {}
+        for kind in tqdm(self.models, desc="learn", unit="model", disable=None):  # shown on a terminal only
+            results[kind] = self.compute_part(tree, kind)
+        return self.combine(tree, results)
