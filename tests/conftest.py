@@ -45,12 +45,15 @@ def cgflow_cmd(*args: str) -> list[str]:
     return [exe, *args] if exe else [sys.executable, "-m", "cgflow.cli", *args]
 
 
-def _wait_for(predicate, timeout: float, what: str):
+def _wait_for(predicate, timeout: float, what: str, procs=()):
+    """Poll ``predicate`` until it is truthy; fail early if one of ``procs`` has exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
+        for p in procs:
+            assert p.poll() is None, f"{p.args[:2]} exited with {p.returncode} while waiting for {what}"
         time.sleep(0.2)
     raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
 

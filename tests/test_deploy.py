@@ -28,6 +28,8 @@ import pytest
 import yaml
 from dask.utils import parse_bytes, parse_timedelta
 
+from .conftest import _wait_for
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DEPLOY = ROOT / "deploy"
@@ -595,17 +597,6 @@ def _stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # its own process group: the nanny and its worker
         proc.wait()
-
-
-def _wait_for(predicate, timeout: float, what: str, procs=()):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        for p in procs:
-            assert p.poll() is None, f"{p.args[:2]} exited with {p.returncode} while waiting for {what}"
-        time.sleep(0.2)
-    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.mark.cluster
