@@ -42,18 +42,22 @@ def main() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value, e.g. --set ensemble.replicas.block=32 (typed: numbers, lists, booleans).")
 @click.option("--store", type=click.Path(file_okay=False), help="Zarr store of the run [default: <name>.zarr].")
 @click.option("--workers", type=click.IntRange(min=1), help="Local worker processes [default: one per core].")
+@click.option("--serial", is_flag=True, help="Run every task in this process, one after the other (no cluster): same store, bitwise; for debugging and small runs.")
+@click.option("--pdb", "post_mortem", is_flag=True, help="With --serial: open the Python debugger where a failing task raised.")
 @click.option("--scheduler", metavar="ADDR", help="Attach to a running dask scheduler, e.g. tcp://scheduler:8786.")
 @click.option("--scheduler-file", type=click.Path(dir_okay=False), help="Attach to the scheduler described by this file.")
 @click.option("--restart", is_flag=True, help="Discard the store's contents and start over.")
 @click.option("--dry-run", is_flag=True, help="Print tasks, store layout and cost estimate; compute nothing.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @click.option("--dashboard-address", default="127.0.0.1:8787", show_default=True, help="Dashboard of a local cluster.")
-def run(spec_path, overrides, store, workers, scheduler, scheduler_file, restart, dry_run, progress, dashboard_address):
+def run(spec_path, overrides, store, workers, serial, post_mortem, scheduler, scheduler_file, restart, dry_run, progress, dashboard_address):
     """Run the workflow SPEC (YAML); re-running the same command resumes."""
     from .spec import SpecError, load_spec
 
-    if sum(x is not None for x in (workers, scheduler, scheduler_file)) > 1:
-        _fail("Error: --workers, --scheduler and --scheduler-file are mutually exclusive", EXIT_USAGE)
+    if sum(x is not None for x in (workers, scheduler, scheduler_file)) + bool(serial) > 1:
+        _fail("Error: --workers, --serial, --scheduler and --scheduler-file are mutually exclusive", EXIT_USAGE)
+    if post_mortem and not serial:
+        _fail("Error: --pdb needs --serial (tasks on a cluster fail in other processes)", EXIT_USAGE)
     if scheduler_file is not None and not Path(scheduler_file).is_file():
         _fail(f"Error: --scheduler-file {scheduler_file}: no such file", EXIT_USAGE)
     try:
@@ -70,15 +74,16 @@ def run(spec_path, overrides, store, workers, scheduler, scheduler_file, restart
         _dry_run(spec, stages, store_path, restart)
         return
     try:
-        _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, progress, dashboard_address)
+        _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, progress, dashboard_address, serial, post_mortem)
     except StoreError as exc:
         _fail(f"refused: {exc}", EXIT_STORE)
 
 
-def _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, progress, dashboard_address):
+def _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, progress, dashboard_address, serial=False, post_mortem=False):
     from .engine import store as st
     from .engine.execute import connect, run_reduce, run_sweep
-    from .engine.types import PartitionedReduce, SweepStage, fingerprint
+    from .engine.executors import DaskExecutor, SerialExecutor, TaskError
+    from .engine.types import PartitionedReduce, SweepStage, fingerprint, hook
 
     st.check_store(store_path, spec, stages, restart)  # refuse before touching anything
     with st.StoreLock(store_path):
@@ -86,7 +91,6 @@ def _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, 
         runs = st.read_attrs(store_path).get("runs", [])
         run_index = len(runs) + 1
         sweeps = [s for s in stages if isinstance(s, SweepStage)]
-        needs_cluster = sweeps or any(isinstance(s, PartitionedReduce) for s in stages)
         for stage in sweeps:
             if not st.stage_ready(store_path, stage.name):
                 st.create_stage(store_path, stage, attrs={"spec_hash": spec.hash})
@@ -97,16 +101,26 @@ def _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, 
         path = str(store_path.resolve())  # absolute: workers resolve the path in their own working directory
         try:
             changed = False  # did an earlier stage of this run write anything? then later stages are stale
-            client_cm = connect(workers, scheduler, scheduler_file, dashboard_address) if needs_cluster else contextlib.nullcontext()
-            with client_cm as client:
-                if client is not None:
-                    threads = sum(client.nthreads().values())
-                    record["workers"] = len(client.nthreads())
-                    record["scheduler"] = client.scheduler.address
-                    click.echo(f"dashboard: {client.dashboard_link}  ({len(client.nthreads())} workers, {threads} threads)")
+            with contextlib.ExitStack() as resources:
+                executors: list = []
+
+                def executor():
+                    """The run's executor, made on first use: a cluster starts only when there are tasks for it."""
+                    if not executors:
+                        if serial:
+                            executors.append(SerialExecutor())
+                            record.update(workers=0, scheduler="serial (in process)")
+                        else:
+                            client = resources.enter_context(connect(workers, scheduler, scheduler_file, dashboard_address))
+                            executors.append(DaskExecutor(client))
+                            record.update(workers=len(client.nthreads()), scheduler=client.scheduler.address)
+                            click.echo(f"dashboard: {client.dashboard_link}  ({len(client.nthreads())} workers, {executors[0].threads} threads)")
+                    return executors[0]
+
                 for stage in stages:
                     if isinstance(stage, SweepStage):
-                        report = run_sweep(client, path, stage, run_index, progress=progress)
+                        pending = bool((st.read_done(path, stage.name) == 0).any())
+                        report = run_sweep(executor() if pending else SerialExecutor(), path, stage, run_index, progress=progress)
                         changed |= report.computed > 0
                         record["stages"][stage.name] = {
                             "computed": report.computed,
@@ -115,9 +129,10 @@ def _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, 
                             "wall_seconds": round(report.wall_seconds, 3),
                             "compute_seconds": round(report.compute_seconds, 3),
                         }
-                        _summary(report, getattr(stage, "work_unit", "events"))
+                        _summary(report, hook(stage, "work_unit"))
                     elif changed or st.stage_fingerprint(path, stage.name) != fingerprint(stage):
-                        seconds = run_reduce(path, stage, spec.hash, client)
+                        parts = executor() if isinstance(stage, PartitionedReduce) else None
+                        seconds = run_reduce(path, stage, spec.hash, parts, progress=progress)
                         changed = True
                         record["stages"][stage.name] = {"computed": 1, "skipped": 0, "wall_seconds": round(seconds, 3)}
                         click.echo(f"{stage.name}: computed in {seconds:.2f} s")
@@ -126,10 +141,23 @@ def _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, 
                         click.echo(f"{stage.name}: up to date")
         except KeyboardInterrupt:
             status, code = "interrupted", EXIT_INTERRUPTED
+        except TaskError as exc:
+            status, code = "failed", EXIT_FAILED
+            record["error"] = str(exc)
+            record["failed_task"] = exc.key
+            click.echo(f"error: {exc}\n{exc.remote_traceback}", err=True)
+            if post_mortem:
+                import pdb
+
+                pdb.post_mortem(exc.__cause__.__traceback__ if exc.__cause__ else exc.__traceback__)
         except Exception as exc:
             status, code = "failed", EXIT_FAILED
             record["error"] = f"{type(exc).__name__}: {exc}"
             click.echo(f"error: {exc}", err=True)
+            if post_mortem:
+                import pdb
+
+                pdb.post_mortem(exc.__traceback__)
         finally:
             record.update(status=status, finished=_now())
             st.update_attrs(store_path, runs=runs + [record])
@@ -161,7 +189,9 @@ def _dry_run(spec, stages, store_path, restart) -> None:
     except st.StoreError as exc:
         state = f"would be refused: {exc}"
     click.echo(f"store: {store_path} ({state})")
-    from .engine.types import SweepStage
+    import numpy as np
+
+    from .engine.types import SweepStage, hook
 
     for stage in stages:
         if not isinstance(stage, SweepStage):
@@ -172,21 +202,30 @@ def _dry_run(spec, stages, store_path, restart) -> None:
             f"stage {stage.name}: {sw.n_points} points x {sw.n_blocks} blocks = {sw.n_tasks} tasks; "
             f"{sw.block_size} replicas per block, {sw.n_replicas} per point"
         )
-        events = stage.expected_events()
-        throughput, how = stage.measure_throughput()
+        expected, measure = hook(stage, "expected_events"), hook(stage, "measure_throughput")
+        unit = hook(stage, "work_unit")
+        if expected is None or measure is None:
+            click.echo("cost: no estimate (the stage has no expected_events/measure_throughput hooks)")
+            _layout(st, stage)
+            continue
+        events = np.asarray(expected())
+        throughput, how = measure()
         core_s = events.sum() / throughput
-        unit = getattr(stage, "work_unit", "KMC events")
         click.echo(
             f"cost: {events.sum():.3g} {unit} expected ({events.min():.3g}..{events.max():.3g} per point); "
             f"{throughput:.3g} per second per core measured here ({how}) -> {core_s:.3g} core-s = {core_s / 3600:.3g} core-hours"
         )
         for cores in (2, 64, 500):
             click.echo(f"  wall on {cores:>3} cores (ideal): {_duration(core_s / min(cores, sw.n_tasks))}")
-        click.echo("layout (nothing written):")
-        for group, ds in st.stage_datasets(stage).items():
-            ds.attrs.clear()  # the attributes are listed by `cgflow show` once the run exists
-            click.echo(f"  /{group}")
-            click.echo("    " + str(ds).replace("\n", "\n    "))
+        _layout(st, stage)
+
+
+def _layout(st, stage) -> None:
+    click.echo("layout (nothing written):")
+    for group, ds in st.stage_datasets(stage).items():
+        ds.attrs.clear()  # the attributes are listed by `cgflow show` once the run exists
+        click.echo(f"  /{group}")
+        click.echo("    " + str(ds).replace("\n", "\n    "))
 
 
 def _duration(seconds: float) -> str:

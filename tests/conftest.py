@@ -102,3 +102,102 @@ def dask_cluster(tmp_path: Path):
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+def deterministic_arrays(path) -> dict:
+    """Every array of a store except the bookkeeping under ``*/tasks`` and timing variables (measured, not computed)."""
+    import zarr
+
+    from cgflow.engine.types import TIMING_ATTR
+
+    def walk(group, prefix=""):
+        for name, arr in group.arrays():
+            if not arr.attrs.get(TIMING_ATTR):
+                yield prefix + name, arr
+        for name, sub in group.groups():
+            if name != "tasks":
+                yield from walk(sub, f"{prefix}{name}/")
+
+    return dict(walk(zarr.open_group(str(path), mode="r")))
+
+
+def assert_stores_bitwise_equal(a, b) -> int:
+    """Every deterministic array of two stores has the same dtype, shape and bytes; returns how many were compared."""
+    xa, xb = deterministic_arrays(a), deterministic_arrays(b)
+    assert sorted(xa) == sorted(xb), f"arrays differ: {sorted(set(xa) ^ set(xb))}"
+    differing = []
+    for name in sorted(xa):
+        x, y = xa[name][...], xb[name][...]
+        if x.dtype != y.dtype or x.shape != y.shape or np_bytes(x) != np_bytes(y):
+            differing.append(name)
+    assert not differing, f"arrays not bitwise equal: {differing}"
+    return len(xa)
+
+
+def np_bytes(x) -> bytes:
+    import numpy as np
+
+    x = np.asarray(x)
+    if x.dtype.hasobject:  # strings stored as variable-length: compare their values
+        return repr(x.tolist()).encode()
+    return x.tobytes()
+
+
+#: Small specs of every workflow kind (seconds each): executor equality and stage-contract tests.
+SMALL_SPECS = {
+    "fdr": """\
+name: fdr-executors
+method: fdr
+seed: 5
+stages: [ensemble, operator, fit, macro, particles, particles_vs_macro]
+micro: {model: zrp, sites: 100, rate_exponent: 2, boundary: closed}
+ensemble:
+  profiles:
+    flat: {rho: [4.0, 8.0]}
+    affine: {rho_mid: [9.0], slopes: [12.0]}
+  basis_functions: 10
+  replicas: {preparations: 16, continuations: 4, block: 8}
+  times: {equilibrate: 1.0e-3, decorrelate: 2.5e-6, h: 2.5e-8, window: 2.5e-6}
+operator: {margin: 1}
+macro: {method: implicit, elements: 10, t_end: 2.0e-4, saves: 2}
+particles: {sites: 100, replicas: 16, block: 8}
+""",
+    "gaptooth-2d": """\
+name: gt-executors
+method: eqfree
+seed: 3
+micro: {model: lattice2d, convention: paper, lattice: 480}
+gap_tooth: {patches: 16, patch_points: 5, coupling: spectral}
+trajectories: {train: 4, test: 2, modes: 10, t_end: 0.2, sample_every: 0.01}
+learn: {epochs: 2}
+rollout: {initial_conditions: 1, times: [0.1, 0.2]}
+""",
+    "patch-1d": """\
+name: pd-executors
+method: eqfree
+seed: 4
+micro: {model: heterodiffusion, coefficient: {mean: 1.1, amplitude: 1.0}, eps: 1.0e-4, dx: 1.0e-6}
+patch_dynamics: {nodes: 11, tooth: 1.0e-4, buffer: 8.0e-3, burst: 1.0e-6, substeps: 4, macro_dt: 1.0e-3}
+trajectories: {train: 3, test: 1, modes: 20, t_end: 0.02, sample_every: 1.0e-3}
+learn: {epochs: 3}
+rollout: {initial_conditions: 1, times: [0.01, 0.02]}
+""",
+}
+
+
+@pytest.fixture(scope="session")
+def small_serial_store(tmp_path_factory):
+    """``kind -> (store, stdout)``: the small spec of that kind run once per session with ``--serial``."""
+    made: dict = {}
+
+    def make(kind: str):
+        if kind not in made:
+            tmp = tmp_path_factory.mktemp(f"serial-{kind}")
+            (tmp / "spec.yaml").write_text(SMALL_SPECS[kind])
+            proc = subprocess.run(cgflow_cmd("run", str(tmp / "spec.yaml"), "--store", str(tmp / "run.zarr"), "--serial", "--no-progress"),
+                                  capture_output=True, text=True, timeout=600)
+            assert proc.returncode == 0, proc.stderr
+            made[kind] = (tmp / "run.zarr", proc.stdout)
+        return made[kind]
+
+    return make

@@ -22,8 +22,7 @@ The stage also reports how far the scheme's data are from these references:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
 
 import numpy as np
 import xarray as xr
@@ -112,7 +111,7 @@ class Homogenized:
     """The ``homogenized`` reduce stage (implements ``ReduceStage``)."""
 
     upstream: str  # fingerprint of the trajectories it reads
-    name: ClassVar[str] = "homogenized"
+    name: str = field(default="homogenized", kw_only=True)
 
     @classmethod
     def from_stage(cls, trajectories) -> "Homogenized":

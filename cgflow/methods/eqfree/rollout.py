@@ -16,8 +16,7 @@ homogenized system, the best a macro grid of this spacing can do):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
 
 import numpy as np
 import xarray as xr
@@ -40,7 +39,7 @@ class Rollout:
     initial_conditions: int = 1
     report_times: tuple[float, ...] = (0.1, 0.5, 1.0)
     modes: int = 20
-    name: ClassVar[str] = "rollout"
+    name: str = field(default="rollout", kw_only=True)
 
     @classmethod
     def from_spec(cls, spec, learn) -> "Rollout":
@@ -59,7 +58,8 @@ class Rollout:
             return heterodiffusion.fourier_initial_condition(rng, self.modes)
         return lattice2d.fourier_initial_condition_2d(rng, self.modes)
 
-    def compute(self, tree: xr.DataTree) -> xr.Dataset:
+    def compute(self, tree: xr.DataTree, progress=None) -> xr.Dataset:
+        """Roll every learned model out from each unseen initial condition; ``progress(done, total)`` is told after each."""
         traj = tree["trajectories"]
         attrs = dict(traj.attrs)
         learn = tree["learn"]
@@ -71,10 +71,13 @@ class Rollout:
 
         refs = [reference(attrs, self.initial_condition(attrs["model"], k), x, times) for k in range(self.initial_conditions)]
         U_model = np.empty((len(kinds), self.initial_conditions, *refs[0]["U_h"].shape))
+        total = len(refs) * len(kinds)
         for k, ref in enumerate(refs):
             U0 = ref["U_h"][0]  # 2-D: the patch-averaged initial condition, as the scheme would restrict it
             for m, kind in enumerate(kinds):
                 U_model[m, k] = integrate_model(models[kind], U0, times)
+                if progress is not None:
+                    progress(k * len(kinds) + m + 1, total)
 
         report = np.array(self.report_times)
         last = [int(np.searchsorted(times, t - 1e-12)) for t in report]  # index of each report time

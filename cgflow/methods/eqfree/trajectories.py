@@ -17,7 +17,7 @@ the store layout is ``U(traj, time, x)`` / ``U(traj, time, x, y)``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import dask.array as da
@@ -54,7 +54,7 @@ class _Trajectories:
     t_end: float
     sample_every: float
 
-    name: ClassVar[str] = "trajectories"
+    name: str = field(default="trajectories", kw_only=True)
     work_unit: ClassVar[str] = "micro grid-point updates"
 
     @staticmethod

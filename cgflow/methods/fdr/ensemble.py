@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import dask.array as da
 import numpy as np
@@ -100,6 +101,7 @@ class ZRPEnsemble:
     window: float | None = None
     store_replicas: bool = False
     name: str = "ensemble"
+    work_unit: ClassVar[str] = "KMC events"
 
     @classmethod
     def from_spec(cls, spec) -> "ZRPEnsemble":

@@ -96,6 +96,7 @@ from __future__ import annotations
 
 import time as _time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import xarray as xr
@@ -156,6 +157,7 @@ class ParticleEnsemble:
     replicas: int
     block_size: int
     name: str = "particles"
+    work_unit: ClassVar[str] = "KMC events"
 
     def __post_init__(self):
         if self.case not in SUPPORTED_CASES:
