@@ -83,6 +83,7 @@ def _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, 
     from .engine import store as st
     from .engine.execute import connect, run_reduce, run_sweep
     from .engine.executors import DaskExecutor, SerialExecutor, TaskError
+    from .engine.iterate import IterativeStage, run_iterative
     from .engine.types import PartitionedReduce, SweepStage, fingerprint, hook
 
     st.check_store(store_path, spec, stages, restart)  # refuse before touching anything
@@ -131,8 +132,11 @@ def _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, 
                         }
                         _summary(report, hook(stage, "work_unit"))
                     elif changed or st.stage_fingerprint(path, stage.name) != fingerprint(stage):
-                        parts = executor() if isinstance(stage, PartitionedReduce) else None
-                        seconds = run_reduce(path, stage, spec.hash, parts, progress=progress)
+                        if isinstance(stage, IterativeStage):
+                            seconds = run_iterative(path, stage, spec.hash, executor(), progress=progress)
+                        else:
+                            parts = executor() if isinstance(stage, PartitionedReduce) else None
+                            seconds = run_reduce(path, stage, spec.hash, parts, progress=progress)
                         changed = True
                         record["stages"][stage.name] = {"computed": 1, "skipped": 0, "wall_seconds": round(seconds, 3)}
                         click.echo(f"{stage.name}: computed in {seconds:.2f} s")

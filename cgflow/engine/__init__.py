@@ -8,7 +8,8 @@ The stable import path for method and model authors::
   :class:`PartitionedReduce`, :class:`Sweep`, :class:`Stat`,
   :class:`BlockOutput`, :class:`Moments`, :func:`fingerprint`, :func:`hook`;
 * random streams: :class:`BlockKey`, :func:`block_stream`;
-* running stages: :func:`run_sweep`, :func:`run_reduce`, the executors
+* running stages: :func:`run_sweep`, :func:`run_reduce`, :func:`run_iterative`
+  (outer loops of block tasks, checkpointed: :class:`IterativeStage`), the executors
   :class:`SerialExecutor` and :class:`DaskExecutor`, :func:`connect`;
 * the contract checker :func:`check_stage` (cf. scikit-learn's ``check_estimator``);
 * stores: :func:`open_run`.
@@ -19,6 +20,7 @@ from __future__ import annotations
 from .check import StageContractError, check_stage
 from .executors import DaskExecutor, Executor, SerialExecutor, TaskError
 from .execute import connect, run_reduce, run_sweep
+from .iterate import IterativeStage, run_iterative
 from .keys import BlockKey, block_stream
 from .stats import Moments, OrderedFold
 from .store import open_run
@@ -49,6 +51,7 @@ __all__ = [
     "DaskExecutor",
     "Executor",
     "FingerprintError",
+    "IterativeStage",
     "Moments",
     "OrderedFold",
     "PartitionedReduce",
@@ -65,6 +68,7 @@ __all__ = [
     "fingerprint",
     "hook",
     "open_run",
+    "run_iterative",
     "run_reduce",
     "run_sweep",
 ]
