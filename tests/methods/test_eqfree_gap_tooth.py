@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cgflow.methods.eqfree import gap_tooth as gt
 from cgflow.methods.eqfree.gap_tooth import GapTooth2D, interpolation_matrix, lagrange_weights
 from cgflow.micro import lattice2d as l2
 
@@ -197,6 +198,184 @@ def test_bdf_agrees_with_exact_propagator():
     assert bdf.nfev > 0 and bdf.work == bdf.nfev * scheme.size and exact.work == 0
     np.testing.assert_allclose(bdf.U.mean(axis=(1, 2)), bdf.U[0].mean(), rtol=0, atol=1e-10)
     assert bdf.U.shape == bdf.dUdt.shape == (5, 8, 8) and bdf.states is None
+
+
+# ----------------------------------------------------------------------------- explicit integrators
+@pytest.fixture(scope="module")
+def small():
+    """8 x 8 patches of the paper's shape (576 unknowns), h = 2 pi/240."""
+    return GapTooth2D(patches=8, h=2 * np.pi / 240)
+
+
+def _rkc_R(z, s):
+    """Stability polynomial R_s(z) of the s-stage RKC2 step, by its stage recurrence on scalars."""
+    mu, nu, mut, gam = (np.zeros(s + 1) for _ in range(4))
+    gt._rkc_coefficients(s, gt.RKC_DAMPING, mu, nu, mut, gam)
+    z = np.asarray(z, dtype=complex)
+    y2, y1 = np.ones_like(z), 1.0 + mut[1] * z
+    for j in range(2, s + 1):
+        y2, y1 = y1, (1 - mu[j] - nu[j]) + mu[j] * y1 + nu[j] * y2 + mut[j] * z * y1 + gam[j] * z
+    return y1
+
+
+def _modal(scheme, y0):
+    """Eigenvalues mu (all sectors, flattened) and weights |c|**2 with sum |c|**2 = |y0|**2 (J symmetric)."""
+    N, n2 = scheme.patches, scheme.interior**2
+    mu, V = scheme._blocks
+    c = np.einsum("xyba,xyb->xya", np.conj(V), np.fft.fft2(y0.reshape(N, N, n2), axes=(0, 1)))
+    return mu.ravel(), (np.abs(c) ** 2).ravel() / N**2
+
+
+@pytest.mark.parametrize(
+    "scheme",
+    [
+        GapTooth2D(),
+        GapTooth2D(coupling="polynomial", order=4, convention="same-site"),
+        GapTooth2D(patches=5, patch_points=8, h=2 * np.pi / 120),
+    ],
+    ids=["spectral", "polynomial-same-site", "odd-N-two-periods"],
+)
+def test_compiled_kernel_is_the_rhs(scheme):
+    u = np.random.default_rng(5).normal(size=scheme.size)
+    ref = scheme.rhs(0.0, u)
+    np.testing.assert_allclose(scheme.rhs_compiled(u), ref, rtol=0, atol=1e-13 * np.abs(ref).max())
+
+
+def test_rkc_polynomial_order_and_stability_interval():
+    """R_s(z) = 1 + z + z**2/2 + O(z**3) (second order), |R_s| <= 1 on [-beta(s), 0], > 1 at -1.3 beta.
+
+    beta(s) ~ (2/3)(s**2 - 1)(1 - 2 eps/15) (Sommeijer et al. 1997), to 2 %.
+    """
+    for s in (2, 3, 9, 40, 200):
+        beta = gt._rkc_beta(s, gt.RKC_DAMPING)
+        assert beta == pytest.approx(2 / 3 * (s**2 - 1) * (1 - 2 * gt.RKC_DAMPING / 15), rel=0.02)
+        z = 1e-3
+        # third-order remainder: (R - 1 - z - z^2/2)/z^3 stays O(1) as z -> 0 (central-difference check)
+        c3 = [(_rkc_R(-e, s).real - (1 - e + e**2 / 2)) / (-e) ** 3 for e in (z, z / 2)]
+        assert abs(c3[0] - c3[1]) < 1e-2 * max(1.0, abs(c3[0])) and abs(c3[0]) < 1.0
+        grid = -np.linspace(0.0, beta, 20001)
+        assert np.abs(_rkc_R(grid, s)).max() <= 1.0 + 1e-10
+        assert abs(_rkc_R(-1.3 * beta, s)) > 1.0  # and beta is not grossly conservative
+
+
+def test_stability_bound_covers_the_spectrum(paper, small):
+    for scheme in (paper, small):
+        rho_exact = -scheme._blocks[0].min()
+        assert rho_exact <= scheme.stability_bound() <= 1.5 * rho_exact
+
+
+def test_explicit_steps_apply_the_stability_polynomial(small):
+    """Fixed steps on the linear scheme: y_m = R(dt J)**m y0 exactly (to round-off), R(z) = 1 + z for Euler."""
+    modes = l2.fourier_initial_condition_2d(np.random.default_rng(11), max_wavenumber=3)
+    y0 = small.lift(modes)
+    N, n2 = small.patches, small.interior**2
+    mu, V = small._blocks
+    c = np.einsum("xyba,xyb->xya", np.conj(V), np.fft.fft2(y0.reshape(N, N, n2), axes=(0, 1)))
+    rho = small.stability_bound()
+    t_end = 4e-3
+    cases = [("euler", 0.9 * 2 / rho, lambda z, s: 1 + z), ("rkc", 2.5e-4, _rkc_R)]
+    for method, dt, R in cases:
+        sol = small.integrate(y0, [0.0, t_end], method=method, step=dt, keep_states=True)
+        m = int(np.ceil(t_end / dt * (1 - 1e-12)))
+        h = t_end / m
+        s = sol.stages
+        if method == "rkc":
+            assert s == gt._rkc_stages(h, rho, gt.RKC_SAFETY, gt.RKC_DAMPING, 10**6) and s > 2
+            beta = [gt.RKC_SAFETY * gt._rkc_beta(q, gt.RKC_DAMPING) for q in (s - 1, s)]
+            assert beta[0] < h * rho <= beta[1]  # the fewest stages whose interval covers the step
+        assert sol.steps == m and sol.nfev == (m if method == "euler" else 1 + m * s)
+        Yhat = np.einsum("xyab,xyb->xya", V, R(h * mu, s) ** m * c)
+        y_ref = np.fft.ifft2(Yhat, axes=(0, 1)).real.ravel()
+        np.testing.assert_allclose(sol.states[-1].ravel(), y_ref, rtol=0, atol=1e-11 * np.abs(y0).max())
+
+
+@pytest.mark.parametrize("method, order", [("euler", 1), ("rkc", 2)])
+def test_explicit_methods_match_exact_within_their_order(small, method, order):
+    """Linear problem, started on the slow manifold (exact solution at t = 0.01, fast modes e^-60 down).
+
+    Tolerance from the step: J is symmetric, so in its orthonormal eigenbasis
+    |y_m - e^{t J} y0|**2 = sum_i |c_i|**2 |R(z_i)**m - e^{m z_i}|**2 <= sum_i |c_i|**2 m**2 |R(z_i) - e^{z_i}|**2
+    (z_i = dt mu_i, |R|, |e^z| <= 1), and averaging over the n**2 interior points
+    divides the 2-norm by at least n. |R - e^z| = O(z**(p+1)), so the error falls
+    as dt**p: halving the step divides it by 2**p (checked to +-15 %).
+    """
+    modes = l2.fourier_initial_condition_2d(np.random.default_rng(4), max_wavenumber=3)
+    start = small.integrate(modes, [0.0, 0.01], method="exact", keep_states=True).states[-1].ravel()
+    times = np.array([0.0, 0.02, 0.05])
+    exact = small.integrate(start, times, method="exact")
+    mu, w = _modal(small, start)
+    R = (lambda z: 1 + z) if method == "euler" else None
+    errors = []
+    dt0 = 2e-5 if method == "euler" else 1e-3
+    for dt in (dt0, dt0 / 2):
+        sol = small.integrate(start, times, method=method, step=dt)
+        m = int(np.ceil(times[-1] / dt * (1 - 1e-12)))
+        Rz = R(dt * mu) if R else _rkc_R(dt * mu, sol.stages)
+        bound = np.sqrt(np.sum(w * m**2 * np.abs(Rz - np.exp(dt * mu)) ** 2)) / small.interior
+        err = np.linalg.norm(sol.U[-1] - exact.U[-1])
+        assert err <= bound
+        assert bound < 1e-3 * np.linalg.norm(exact.U[-1])  # not vacuous
+        errors.append(err)
+    assert errors[0] / errors[1] == pytest.approx(2**order, rel=0.15)
+
+
+def test_adaptive_rkc_matches_exact_from_a_lifted_state(paper):
+    """The default rkc (adaptive, rtol 1e-6) on the paper's scheme, from the corrector-free lift.
+
+    The first steps resolve the fast sub-patch transient (rates up to 1.2e5), so
+    dU/dt agrees too. Local error control at rtol 1e-6 over ~500 steps: global
+    error <= 2e-5 of the field (measured 1.5e-6) and of dU/dt (measured 3e-6).
+    It needs fewer right-hand-side evaluations than Euler at its stability limit.
+    """
+    modes = l2.fourier_initial_condition_2d(np.random.default_rng(7))
+    times = np.linspace(0.0, 0.05, 6)
+    exact = paper.integrate(modes, times, method="exact")
+    rkc = paper.integrate(modes, times, method="rkc")
+    scale = np.abs(exact.U).max()
+    np.testing.assert_allclose(rkc.U, exact.U, rtol=0, atol=2e-5 * scale)
+    np.testing.assert_allclose(rkc.dUdt[1:], exact.dUdt[1:], rtol=0, atol=2e-5 * np.abs(exact.dUdt[1:]).max())
+    np.testing.assert_allclose(rkc.U.mean(axis=(1, 2)), rkc.U[0].mean(), rtol=0, atol=1e-12 * scale)
+    assert rkc.work == rkc.nfev * paper.size and rkc.steps > 0 and rkc.stages >= 2
+    euler_steps = int(np.ceil(0.01 / (0.9 * 2 / paper.stability_bound()))) * 5
+    assert rkc.nfev < euler_steps / 1.5
+    # looser tolerance: fewer evaluations, error still within 20 x rtol
+    loose = paper.integrate(modes, times, method="RKC", rtol=1e-4, atol=1e-7)
+    assert loose.nfev < rkc.nfev
+    np.testing.assert_allclose(loose.U, exact.U, rtol=0, atol=2e-3 * scale)
+
+
+def test_euler_step_is_held_to_the_stability_limit(small):
+    rho = small.stability_bound()
+    limit = 2.0 / rho
+    with pytest.raises(ValueError, match="stability limit"):
+        small.integrate(np.zeros((8, 8)), [0.0, 1e-3], method="euler", step=1.01 * limit)
+    # the limit is real: past 2/rho_exact the top eigenmode grows, below it everything decays
+    rho_exact = -small._blocks[0].min()
+    y0 = np.random.default_rng(2).normal(size=small.state_shape)
+    consts, scratch = small._kernel_args()
+    times = np.array([0.0, 400 * 1.1 * 2 / rho_exact])
+    for dt, grows in ((1.1 * 2 / rho_exact, True), (0.9 * limit, False)):
+        u = y0.copy()
+        out = np.empty((2,) + small.state_shape)
+        gt._euler_run(u, times, dt, *consts, out, np.empty_like(u), *scratch)
+        ratio = np.abs(out[-1]).max() / np.abs(y0).max()
+        assert (ratio > 1e3) if grows else (ratio < 1.0)
+
+
+def test_rkc_step_limits_and_method_names(small):
+    with pytest.raises(ValueError, match="stages"):
+        small.integrate(np.zeros((8, 8)), [0.0, 1e4], method="rkc", step=1e4)
+    for method in ("BDF", "exact"):
+        with pytest.raises(ValueError, match="only used by the explicit"):
+            small.integrate(np.zeros((8, 8)), [0.0, 1e-3], method=method, step=1e-5)
+    for bad in (0.0, -1e-5, np.inf, True):
+        with pytest.raises(ValueError, match="step must be"):
+            small.integrate(np.zeros((8, 8)), [0.0, 1e-3], method="euler", step=bad)
+    U0 = np.cos(small.centres)[:, None] * np.ones(8)[None, :]
+    a = small.integrate(U0, [0.0, 1e-3], method="bdf")  # the spec's lower-case names
+    b = small.integrate(U0, [0.0, 1e-3], method="Exact")
+    np.testing.assert_allclose(a.U, b.U, rtol=0, atol=1e-6)
+    assert gt.INTEGRATORS == ("bdf", "exact", "euler", "rkc")
 
 
 # ----------------------------------------------------------------------------- validation

@@ -235,6 +235,12 @@ class GapToothTrajectories(_Trajectories):
             integrator=gt["integrator"],
         )
 
+    def warmup(self) -> None:
+        """Compile (or load from numba's cache) the patch kernel of the stepping integrators."""
+        if self.integrator in ("euler", "rkc"):  # the exact and BDF paths compile nothing
+            modes = lattice2d.fourier_initial_condition_2d(np.random.default_rng(0), 1)
+            self.scheme.integrate(modes, np.array([0.0, 1e-5]), method=self.integrator)
+
     @property
     def scheme(self) -> GapTooth2D:
         return GapTooth2D(
