@@ -36,7 +36,11 @@ __all__ = [
 METHOD_STAGES: dict[str, tuple[str, ...]] = {
     "fdr": ("ensemble", "operator", "fit", "macro", "particles", "particles_vs_macro"),
     "eqfree": ("trajectories", "homogenized", "learn", "rollout"),
+    "probcg": ("fine", "infer", "reference", "predict"),
 }
+
+#: Fine-grained walker laws of method probcg (seed 003, §3; REFERENCE-003 §1).
+WALKER_LAWS = ("synthetic", "advection_diffusion", "burgers")
 
 #: Detailed models of method eqfree: 1-D heterogeneous diffusion (patch dynamics), 2-D lattice (gap-tooth).
 EQFREE_MODELS = ("heterodiffusion", "lattice2d")
@@ -118,6 +122,7 @@ class Field:
             "str": "a string",
             "floats": "a number or a list of numbers",
             "strs": "a list of strings",
+            "floatmap": "a mapping of names to numbers",
         }[self.kind]
         if self.choices is not None:
             what += " in {" + ", ".join(map(str, self.choices)) + "}"
@@ -133,7 +138,7 @@ _POS = dict(minimum=0, exclusive_minimum=True)
 COMMON: dict[str, Any] = {
     "name": Field("str", doc="run name; default store is <name>.zarr"),
     "description": Field("str", required=False, default=""),
-    "method": Field("str", choices=("fdr", "eqfree"), doc="coarse-graining method"),
+    "method": Field("str", choices=("fdr", "eqfree", "probcg"), doc="coarse-graining method"),
     "seed": Field("int", minimum=0, doc="root of every random stream in the run"),
     "stages": Field("strs", required=False, doc="stages to run (default: all of the method's)"),
 }
@@ -244,15 +249,63 @@ EQFREE_2D_SCHEMA: dict[str, Any] = {
         "patch_points": Field("int", minimum=3, doc="lattice points per patch side, edges included"),
         "coupling": Field("str", required=False, default="spectral", choices=("spectral", "polynomial")),
         "order": Field("int", required=False, default=6, minimum=2, doc="interpolation degree (coupling: polynomial; 6 is the lowest that meets 1e-3 in the slow decay rates)"),
-        "integrator": Field("str", required=False, default="exact", choices=("exact", "bdf"), doc="exact propagator of the linear scheme, or scipy BDF (same trajectory to ~1e-7, ~500x slower)"),
+        "integrator": Field("str", required=False, default="exact", choices=("exact", "bdf", "euler", "rkc"), doc="exact propagator (linear scheme only); rkc: adaptive Runge-Kutta-Chebyshev on the compiled patch kernel, for any right-hand side (~1e-5 of exact, ~85x cheaper than the full lattice); euler: explicit at 0.9 x the stability limit (first order, ~1e-4); bdf: scipy BDF (slow: LU fill-in)"),
     },
     **_EQFREE_COMMON,
+}
+
+PROBCG_SCHEMA: dict[str, Any] = {
+    "micro": {
+        "model": Field("str", choices=("walkers",)),
+        "law": Field("str", choices=WALKER_LAWS, doc="synthetic: a prescribed coarse law theta; advection_diffusion or burgers walkers"),
+        "walkers": Field("int", minimum=1, doc="n_f walkers on [-1, 1), periodic"),
+        "jump_right": Field("float", required=False, default=0.205, minimum=0, maximum=1, doc="probability of a +step jump per fine step (advection_diffusion)"),
+        "jump_left": Field("float", required=False, default=0.195, minimum=0, maximum=1, doc="probability of a -step jump per fine step (advection_diffusion)"),
+        "step": Field("float", required=False, default=3.875e-3, **_POS, doc="jump length delta y"),
+        "dt": Field("float", required=False, default=2.5e-3, **_POS, doc="fine time step delta t"),
+        "fine_steps": Field("int", required=False, default=400, minimum=1, doc="fine steps per coarse step Delta t"),
+        "density_scale": Field("float", required=False, default=1.0 / 12.0, **_POS, doc="c of the Burgers walkers' local density (REFERENCE-003 §1c)"),
+        "theta": Field("floatmap", required=False, doc="synthetic law: {feature name: value}, e.g. {'X[j-1]': 0.5}; features not named are 0"),
+    },
+    "coarse": {
+        "bins": Field("int", required=False, default=24, minimum=3, doc="n_c coarse bins on [-1, 1)"),
+        "neighbours": Field("int", required=False, default=2, minimum=0, doc="M: features X[j+m], |m| <= M, and their ordered products"),
+    },
+    "fine": {
+        "experiments": Field("int", required=False, default=64, minimum=1, doc="N training experiments (one coarse step each)"),
+        "block": Field("int", required=False, default=16, minimum=1, doc="experiments per task"),
+        "modes": Field("int", required=False, default=12, minimum=1, doc="K: Fourier modes of the initial-state prior"),
+        "amplitude": Field("float", required=False, default=0.4, minimum=0, doc="A: prior amplitude, a_k, b_k ~ N(0, (A/k)^2)"),
+        "test_initial_conditions": Field("int", required=False, default=2, minimum=0, doc="held-out initial conditions"),
+        "test_replicas": Field("int", required=False, default=32, minimum=1, doc="fine-grained runs from each held-out initial condition"),
+        "test_steps": Field("int", required=False, default=10, minimum=1, doc="coarse steps of the test runs"),
+        "observe_bins": Field("int", required=False, default=96, minimum=1, doc="finer observation resolution (a multiple of coarse.bins)"),
+        "test_initial": Field("str", required=False, default="prior", choices=("prior", "sine"), doc="held-out initial states: prior draws, or log(1 + A sin(pi y)) (shock formation)"),
+        "test_amplitude": Field("float", required=False, default=0.5, minimum=0, maximum=0.99, doc="A of the sine initial state"),
+    },
+    "infer": {
+        "data": Field("str", required=False, doc="bring your own bin counts (netCDF or Zarr; see the README); then the fine stage is skipped"),
+        "holdout": Field("int", required=False, default=0, minimum=0, doc="with infer.data: the last steps of each experiment kept out of training, for predict"),
+        "restarts": Field("int", required=False, default=2, minimum=1, doc="independent fits; the highest ELBO is kept"),
+        "iterations": Field("int", required=False, default=150, minimum=1, doc="outer iterations at most"),
+        "block": Field("int", required=False, default=16, minimum=1, doc="experiments per task in each iteration"),
+        "learning_rate": Field("float", required=False, default=0.02, **_POS, doc="Adam step on (mu, log s) of q(X_i)"),
+        "samples": Field("int", required=False, default=16, minimum=1, doc="Monte Carlo samples per SVI gradient"),
+        "svi_steps": Field("int", required=False, default=40, minimum=1, doc="Adam steps per outer iteration"),
+        "tolerance": Field("float", required=False, default=1.0e-4, **_POS, doc="stop when max |delta mu_theta| stays below this over the window"),
+        "window": Field("int", required=False, default=10, minimum=1, doc="iterations the stopping rule looks back"),
+    },
+    "predict": {
+        "samples": Field("int", required=False, default=1000, minimum=10, doc="posterior predictive samples"),
+        "noise": Field("str", required=False, default="mean", choices=("mean", "sampled"), doc="v at prediction time: <v>, or drawn from q(v)"),
+    },
 }
 
 #: Sections that may be omitted as a whole (at least one profile kind is required).
 _OPTIONAL_SECTIONS = {
     "ensemble.profiles.flat", "ensemble.profiles.affine", "operator", "fit", "macro", "particles",
     "micro.coefficient", "learn", "rollout",
+    "coarse", "fine", "infer", "predict",
 }
 
 
@@ -264,6 +317,8 @@ def method_schema(data: Mapping[str, Any]) -> dict[str, Any] | None:
     if method == "eqfree":
         model = (data.get("micro") or {}).get("model") if isinstance(data.get("micro"), Mapping) else None
         return {"heterodiffusion": EQFREE_1D_SCHEMA, "lattice2d": EQFREE_2D_SCHEMA}.get(model)
+    if method == "probcg":
+        return PROBCG_SCHEMA
     return None
 
 
@@ -298,6 +353,14 @@ def _coerce(value: Any, spec: Field) -> tuple[Any, str | None]:
     elif k == "strs":
         items = value if isinstance(value, list) else [value]
         out = tuple(items) if items and all(isinstance(v, str) for v in items) else None
+    elif k == "floatmap":
+        if not isinstance(value, Mapping) or not all(isinstance(n, str) for n in value):
+            out = None
+        else:
+            nums = {n: number(v, False) for n, v in value.items()}
+            out = None if any(v is None for v in nums.values()) else nums
+        if out is not None:
+            return out, None  # names are checked by the method's rules
     else:  # pragma: no cover - schema bug
         raise AssertionError(k)
     if out is None:
@@ -366,6 +429,8 @@ def _check_relations(d: dict, problems: list) -> None:
         _check_fdr(d, problems)
     elif method == "eqfree":
         _check_eqfree(d, problems)
+    elif method == "probcg":
+        _check_probcg(d, problems)
 
 
 def _ratio(numerator: float, denominator: float) -> int | None:
@@ -419,6 +484,43 @@ def _check_eqfree(d: dict, problems: list) -> None:
             problems.append(("gap_tooth.patch_points", f"patches must leave gaps: fewer than micro.lattice / patches = {n // patches} points, got {points}"))
         if gt.get("coupling") == "polynomial" and gt.get("order", 0) % 2:
             problems.append(("gap_tooth.order", f"must be even, got {gt['order']}"))
+
+
+def _check_probcg(d: dict, problems: list) -> None:
+    micro, coarse, fine, infer = d.get("micro", {}), d.get("coarse", {}), d.get("fine", {}), d.get("infer", {})
+    right, left = micro.get("jump_right"), micro.get("jump_left")
+    if right is not None and left is not None and right + left > 1:
+        problems.append(("micro.jump_right", f"jump_right + jump_left must not exceed 1 (the rest is the probability to stay), got {right:g} + {left:g}"))
+    if fine.get("experiments") and fine.get("block") and fine["experiments"] % fine["block"]:
+        problems.append(("fine.block", f"must divide fine.experiments = {fine['experiments']}, got {fine['block']}"))
+    bins, observe = coarse.get("bins"), fine.get("observe_bins")
+    if bins is not None and observe is not None and observe % bins:
+        problems.append(("fine.observe_bins", f"must be a multiple of coarse.bins = {bins}, got {observe}"))
+    theta = micro.get("theta")
+    if micro.get("law") == "synthetic":
+        if not theta:
+            problems.append(("micro.theta", "the synthetic law needs its coefficients: {feature name: value}"))
+    elif theta:
+        problems.append(("micro.theta", f"only the synthetic law takes coefficients (law is {micro.get('law')!r})"))
+    if theta and coarse.get("neighbours") is not None:
+        from .methods.probcg.features import feature_names
+
+        names = feature_names(coarse["neighbours"])
+        unknown = sorted(set(theta) - set(names))
+        if unknown:
+            hint = difflib.get_close_matches(unknown[0], names, n=1)
+            extra = f" (did you mean '{hint[0]}'?)" if hint else ""
+            problems.append(("micro.theta", f"unknown feature(s) {unknown}{extra} for coarse.neighbours = {coarse['neighbours']}; names look like X[j-1], X[j], X[j+1]*X[j+1]"))
+    if infer.get("data") is not None:
+        from .methods.probcg.data import DataError, check_count_data
+
+        try:
+            check_count_data(infer["data"], bins=coarse.get("bins"), holdout=infer.get("holdout", 0))
+        except DataError as exc:
+            problems.append(("infer.data", str(exc)))
+        d["stages"] = tuple(s for s in d.get("stages", ()) if s not in ("fine", "reference"))  # the data replace them
+    elif infer.get("holdout"):
+        problems.append(("infer.holdout", "only with infer.data (the fine stage makes its own test runs)"))
 
 
 def _check_fdr(d: dict, problems: list) -> None:

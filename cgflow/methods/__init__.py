@@ -17,4 +17,8 @@ def build_stages(spec: Any) -> list:
         from .eqfree import build_stages as eqfree_stages
 
         return eqfree_stages(spec)
+    if spec.method == "probcg":
+        from .probcg.pipeline import build_stages as probcg_stages
+
+        return probcg_stages(spec)
     raise ValueError(f"unknown method {spec.method!r}")  # the spec validator rules this out

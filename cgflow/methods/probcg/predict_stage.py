@@ -1,0 +1,141 @@
+"""The ``predict`` stage: posterior predictive against fine-grained truth (seed 003, §2.5, eq. 2.39–2.41).
+
+For each held-out initial condition the start state is the MAP-like state of
+its fine state's counts in the training gauge (REFERENCE-003 §2, §4), θ is
+drawn from q(θ), v is <v> (or drawn, ``predict.noise: sampled``), and the law
+is iterated with multinomial observations (:func:`.predict.posterior_predictive`).
+Observables at every coarse step: bin densities at ``coarse.bins`` and at the
+observation resolution (walkers uniform in their bin), and the 2-bin
+probability m_k1 (m_k2 − δ) / (n_f (n_f − 1)); each as mean and 95% interval.
+
+Against the fine-grained runs (the ``reference`` stage, or the held-out steps
+of a user's dataset): the ensemble mean and spread, ``abs_error`` (max over
+bins of |predicted mean − fine-grained mean|) and ``coverage``, the fraction of
+single fine-grained values inside the 95% interval, by observable, initial
+condition and step. One part (a cluster task) per initial condition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import xarray as xr
+
+from ...engine import BlockKey, block_stream
+from .data import load_count_data
+from .features import centred_log_counts
+from .predict import posterior_predictive
+
+__all__ = ["PosteriorPredictive"]
+
+OBSERVABLES = ("density", "fine_density", "pair")
+
+
+def _pair(counts: np.ndarray, n_f: int) -> np.ndarray:
+    """2-bin probabilities of counts (..., n_c) -> (..., n_c, n_c)."""
+    m = counts.astype(np.float64)
+    return m[..., :, None] * (m[..., None, :] - np.eye(m.shape[-1])) / (n_f * (n_f - 1.0))
+
+
+@dataclass(frozen=True)
+class PosteriorPredictive:
+    """The ``predict`` stage (a partitioned reduce: one part per initial condition)."""
+
+    seed: int
+    neighbours: int
+    bins: int
+    samples: int
+    initial_conditions: int
+    noise: str = "mean"
+    data: str | None = None
+    holdout: int = 0
+    upstream: str = ""  # fingerprints of infer and reference
+    name: str = field(default="predict", kw_only=True)
+
+    @classmethod
+    def from_spec(cls, spec, infer, reference=None) -> "PosteriorPredictive":
+        from ...engine import fingerprint
+
+        p, i = spec["predict"], spec["infer"]
+        up = fingerprint(infer) + (fingerprint(reference) if reference is not None else "")
+        data = i.get("data")
+        n_ic = load_count_data(data).counts.shape[0] if data is not None else spec["fine.test_initial_conditions"]
+        return cls(seed=spec.seed, neighbours=spec["coarse.neighbours"], bins=spec["coarse.bins"], samples=p["samples"],
+                   initial_conditions=n_ic, noise=p["noise"], data=data, holdout=i["holdout"], upstream=up)
+
+    # ------------------------------------------------------------------ truth
+    def truth(self, tree: xr.DataTree) -> tuple[np.ndarray, int]:
+        """Fine-grained counts ``(ic, replica, step, obs_bin)`` and n_f."""
+        if self.data is not None:
+            data = load_count_data(self.data, holdout=self.holdout)
+            held = data.counts[:, data.counts.shape[1] - self.holdout - 1:]  # the last training step, then the held-out ones
+            return held[:, None], data.walkers
+        ref = tree["reference"]
+        return np.asarray(ref["counts"].values), int(ref.attrs["walkers"])
+
+    def parts(self) -> tuple:
+        return tuple(range(self.initial_conditions))
+
+    # ------------------------------------------------------------------ one initial condition
+    def compute_part(self, tree: xr.DataTree, ic: int) -> dict:
+        counts, n_f = self.truth(tree)
+        runs = counts[ic]  # (replica, step, obs_bin)
+        R, T, nb = runs.shape
+        fine = nb // self.bins
+        coarse = runs.reshape(R, T, self.bins, fine).sum(axis=-1)
+        infer = tree["infer"]
+        kwargs = dict(mu_theta=infer["theta_mean"].values, S_theta=infer["theta_cov"].values)
+        if self.noise == "sampled":
+            kwargs.update(v_shape=infer["v_gamma"].values, v_rate=infer["v_zeta"].values, sample_v=True)
+        else:
+            kwargs.update(v_shape=infer["v_gamma"].values, v_rate=infer["v_zeta"].values)
+        rng = block_stream(self.seed, BlockKey(self.name, ic, 0))
+        start = centred_log_counts(coarse[0, 0])  # every replica starts from the same fine state
+        pred = posterior_predictive(start, T - 1, n_f, self.neighbours, rng, n_samples=self.samples, fine=fine, pairs=True, **kwargs)
+
+        truth = {"density": coarse / n_f, "fine_density": runs / n_f, "pair": _pair(coarse, n_f)}
+        predicted = {
+            "density": (pred.density_mean, pred.density_lo, pred.density_hi),
+            "fine_density": (pred.fine_mean, pred.fine_lo, pred.fine_hi),
+            "pair": (pred.pair_mean, pred.pair_lo, pred.pair_hi),
+        }
+        out = {"blown": pred.blown_fraction}
+        for obs in OBSERVABLES:
+            mean, lo, hi = predicted[obs]
+            t = truth[obs]  # (R, T, ...)
+            inside = (t >= lo[None]) & (t <= hi[None])
+            axes = tuple(range(2, t.ndim))
+            out[obs] = {
+                "mean": mean, "lo": lo, "hi": hi,
+                "truth_mean": t.mean(axis=0), "truth_sd": t.std(axis=0, ddof=1) if R > 1 else np.zeros_like(mean),
+                "coverage": inside.mean(axis=(0,) + axes), "abs_error": np.abs(mean - t.mean(axis=0)).max(axis=tuple(range(1, mean.ndim))),
+            }
+        return out
+
+    def combine(self, tree: xr.DataTree, results) -> xr.Dataset:
+        counts, n_f = self.truth(tree)
+        n_ic, R, T, nb = counts.shape
+        ics = list(range(n_ic))
+        ds = xr.Dataset(coords={"ic": ics, "step": np.arange(T), "bin": np.arange(self.bins), "bin_b": np.arange(self.bins),
+                                "obs_bin": np.arange(nb), "observable": np.array(OBSERVABLES, dtype=object)})
+        dims = {"density": ("bin",), "fine_density": ("obs_bin",), "pair": ("bin", "bin_b")}
+        for obs in OBSERVABLES:
+            for key in ("mean", "lo", "hi", "truth_mean", "truth_sd"):
+                ds[f"{obs}_{key}"] = (("ic", "step") + dims[obs], np.stack([results[i][obs][key] for i in ics]))
+        ds["coverage"] = (("observable", "ic", "step"), np.stack([[results[i][o]["coverage"] for i in ics] for o in OBSERVABLES]))
+        ds["abs_error"] = (("observable", "ic", "step"), np.stack([[results[i][o]["abs_error"] for i in ics] for o in OBSERVABLES]))
+        ds["blown_fraction"] = (("ic", "step"), np.stack([results[i]["blown"] for i in ics]))
+        ds["coverage"].attrs["description"] = "fraction of single fine-grained values (every replica and bin) inside the 95% predictive interval"
+        ds["abs_error"].attrs["description"] = "max over bins of |predictive mean - fine-grained ensemble mean|"
+        ds["blown_fraction"].attrs["description"] = "fraction of predictive samples whose quadratic law blew up (|X| > 50)"
+        for obs in OBSERVABLES:
+            ds[f"{obs}_lo"].attrs["description"] = "2.5th percentile of the posterior predictive"
+            ds[f"{obs}_hi"].attrs["description"] = "97.5th percentile of the posterior predictive"
+            ds[f"{obs}_truth_mean"].attrs["description"] = f"mean over the {R} fine-grained runs"
+        ds.attrs.update(samples=self.samples, noise=self.noise, walkers=n_f, replicas=R,
+                        start="MAP-like state centred log(m + 1/2) of the fine state's counts (training gauge)")
+        return ds
+
+    def compute(self, tree: xr.DataTree) -> xr.Dataset:
+        return self.combine(tree, {i: self.compute_part(tree, i) for i in self.parts()})
