@@ -1,0 +1,666 @@
+"""A learned Itô SDE dz = b(z) dt + sigma(z) dW with the K-scaled loss of seed 002 (REFERENCE-002 §0, §4).
+
+The data are pairs (z0, z1_hat, dt). For partial-evolution pairs (one of K
+patches evolved, REFERENCE-002 §2) the increment r = z1_hat - z0 has mean
+b(z0) dt (unbiased) but covariance ~ K sigma sigma^T dt, K times the large
+system's, because only 1/K of the system moved and the patch average is
+divided by K only once. The loss per pair (REFERENCE-002 §0)
+
+    r   = z1_hat - z0 - b(z0) dt
+    Sig = lambda * sigma(z0) sigma(z0)^T dt + eps I
+    l   = r^T Sig^{-1} r + log det Sig
+
+(twice the Gaussian negative log-likelihood of one Euler-Maruyama step, up to
+a constant), averaged over the batch, is minimised at
+lambda sigma sigma^T dt = Cov(r | z0); with lambda = K the learned sigma sigma^T
+is the *large* system's diffusion, with lambda = 1 (the baseline) it is K times
+too large. ``loss_scaling`` is lambda.
+
+Networks (REFERENCE-002 §4): drift MLP n_dim -> 64 -> 64 -> 64 -> n_dim (ReLU);
+sigma one of
+
+* ``"constant_diagonal"``: sigma = diag(v), v learnable, initialised to 1
+  (the seed's Curie-Weiss model);
+* ``"cholesky"`` (default): an MLP of the same shape with n_dim (n_dim + 1) / 2
+  outputs filling a lower-triangular L with softplus on the diagonal, sigma = L.
+  sigma sigma^T is then symmetric positive definite for every z, L is the
+  unique Cholesky factor of sigma sigma^T, and the Euler-Maruyama noise
+  sigma dW has exactly the covariance the loss fitted;
+* ``"arbitrary"``: the seed's parametrisation, an MLP with n_dim^2 outputs
+  reshaped to a full matrix with no constraint. The loss only sees
+  sigma sigma^T, so any sigma Q with Q orthogonal is an equally good optimum
+  (a continuous family of minima), and sigma can become singular (eps I then
+  keeps Sig invertible). It is kept for comparison with the seed's code.
+
+Why cholesky is the default: same expressiveness for sigma sigma^T (every SPD
+matrix has one such factor), no flat directions in the loss, and a positive
+definite diffusion at every state of a rollout. For n_dim = 1 the two full
+options differ only in |sigma| = softplus(.) versus sigma = (.), which gives the
+same sigma^2 family.
+
+Precision and threads: computations run in float64 inside
+:func:`cgflow.learn._jax.x64` (scoped, never global), with the XLA thread
+setting of :func:`cgflow.learn._jax.configure_single_thread`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from numbers import Integral, Real
+
+import numpy as np
+
+from . import _jax
+
+__all__ = ["SDEModel", "SIGMA_KINDS", "sde_loss_numpy"]
+
+#: Diffusion parametrisations (see the module docstring).
+SIGMA_KINDS = ("constant_diagonal", "cholesky", "arbitrary")
+
+#: Version of the :meth:`SDEModel.state_dict` layout.
+STATE_FORMAT = 1
+
+
+# ----------------------------------------------------------------------------- validation
+def _check_int(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_real(value, name, low, *, low_open=True):
+    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not (value > low if low_open else value >= low):
+        raise ValueError(f"{name} must be a finite number {'>' if low_open else '>='} {low}, got {value!r}")
+    return float(value)
+
+
+def _check_hidden(sizes, name):
+    try:
+        sizes = tuple(sizes)
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence of positive integers, got {sizes!r}") from None
+    for s in sizes:
+        _check_int(s, f"each entry of {name}", 1)
+    return tuple(int(s) for s in sizes)
+
+
+def _as_states(z, name, n_dim=None):
+    """(n, d) float64 array from (n, d), or (d,) for one state (flag returned)."""
+    z = np.asarray(z, dtype=np.float64)
+    single = z.ndim == 1 and n_dim is not None and z.shape[0] == n_dim
+    if single:
+        z = z[None]
+    if z.ndim == 1 and n_dim in (None, 1):
+        z = z[:, None]
+    if z.ndim != 2 or z.shape[1] == 0:
+        raise ValueError(f"{name} must have shape (n, n_dim), got {np.shape(z)}")
+    if n_dim is not None and z.shape[1] != n_dim:
+        raise ValueError(f"{name} has {z.shape[1]} columns, the model has n_dim={n_dim}")
+    bad = ~np.isfinite(z)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name} has a non-finite entry at index {idx}")
+    return z, single
+
+
+def _as_dt(dt, n, name="dt"):
+    dt = np.asarray(dt, dtype=np.float64)
+    if dt.ndim == 0:
+        dt = np.full(n, float(dt))
+    if dt.shape != (n,):
+        raise ValueError(f"{name} must be a scalar or have shape ({n},), got {dt.shape}")
+    if not (np.all(np.isfinite(dt)) and np.all(dt > 0)):
+        raise ValueError(f"{name} must be finite and > 0 (min {float(np.min(dt))!r})")
+    return dt
+
+
+# ----------------------------------------------------------------------------- pure functions (jax)
+def _sigma_matrix(params, z, kind, n_dim):
+    """sigma(z), shape (n, n_dim, n_dim)."""
+    import jax
+    import jax.numpy as jnp
+
+    if kind == "constant_diagonal":
+        return jnp.broadcast_to(jnp.diag(params["sigma_diag"]), (z.shape[0], n_dim, n_dim))
+    out = _jax.mlp_apply(params["sigma"], z)
+    if kind == "arbitrary":
+        return out.reshape(z.shape[0], n_dim, n_dim)
+    rows, cols = np.tril_indices(n_dim)
+    L = jnp.zeros((z.shape[0], n_dim, n_dim), out.dtype).at[:, rows, cols].set(out)
+    d = np.arange(n_dim)
+    return L.at[:, d, d].set(jax.nn.softplus(L[:, d, d]))
+
+
+def _per_pair_loss(params, z0, z1, dt, lam, eps, kind, n_dim):
+    """l_i of REFERENCE-002 §0 for every pair, shape (n,)."""
+    import jax.numpy as jnp
+    from jax.scipy.linalg import solve_triangular
+
+    b = _jax.mlp_apply(params["drift"], z0)
+    r = z1 - z0 - b * dt[:, None]
+    if kind == "constant_diagonal" or n_dim == 1:
+        if kind == "constant_diagonal":
+            s2 = jnp.broadcast_to(params["sigma_diag"] ** 2, r.shape)
+        else:
+            s2 = _sigma_matrix(params, z0, kind, n_dim)[:, :, 0] ** 2
+        var = lam * s2 * dt[:, None] + eps
+        return jnp.sum(r * r / var + jnp.log(var), axis=1)
+    s = _sigma_matrix(params, z0, kind, n_dim)
+    cov = lam * jnp.einsum("nij,nkj->nik", s, s) * dt[:, None, None] + eps * jnp.eye(n_dim, dtype=r.dtype)
+    chol = jnp.linalg.cholesky(cov)
+    y = solve_triangular(chol, r[:, :, None], lower=True)[:, :, 0]
+    logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=1, axis2=2)), axis=1)
+    return jnp.sum(y * y, axis=1) + logdet
+
+
+def sde_loss_numpy(drift, sigma, z0, z1, dt, loss_scaling, epsilon):
+    """Direct NumPy evaluation of the REFERENCE-002 §0 loss (a test oracle).
+
+    Parameters
+    ----------
+    drift : ndarray (n, d)
+        b(z0).
+    sigma : ndarray (n, d, d)
+        sigma(z0).
+    z0, z1 : ndarray (n, d)
+    dt : ndarray (n,)
+    loss_scaling, epsilon : float
+
+    Returns
+    -------
+    float
+        mean_i [ r_i^T Sig_i^{-1} r_i + log det Sig_i ], Sig_i = lambda sigma_i sigma_i^T dt_i + eps I,
+        by ``np.linalg.solve`` and ``np.linalg.slogdet``.
+    """
+    r = z1 - z0 - drift * dt[:, None]
+    d = r.shape[1]
+    cov = loss_scaling * np.einsum("nij,nkj->nik", sigma, sigma) * dt[:, None, None] + epsilon * np.eye(d)
+    quad = np.einsum("ni,ni->n", r, np.linalg.solve(cov, r[:, :, None])[:, :, 0])
+    sign, logdet = np.linalg.slogdet(cov)
+    if np.any(sign <= 0):
+        raise ValueError("a covariance is not positive definite")
+    return float(np.mean(quad + logdet))
+
+
+# ----------------------------------------------------------------------------- compiled kernels
+# One function object per static configuration, so JAX compiles each once per
+# shape and process (not once per fit or per call); lambda and eps are traced.
+@functools.lru_cache(maxsize=None)
+def _batch_loss(kind, n_dim):
+    """loss_fn(params, (z0, z1, dt), w, lam, eps) for ``_jax.train_minibatch``."""
+    import jax.numpy as jnp
+
+    def loss_fn(params, batch, w, lam, eps):
+        z0, z1, dt = batch
+        ell = _per_pair_loss(params, z0, z1, dt, lam, eps, kind, n_dim)
+        return jnp.sum(w * ell) / jnp.sum(w)
+
+    return loss_fn
+
+
+def _mean_loss_impl(params, z0, z1, dt, lam, eps, *, kind, n_dim):
+    import jax.numpy as jnp
+
+    return jnp.mean(_per_pair_loss(params, z0, z1, dt, lam, eps, kind, n_dim))
+
+
+def _rollout_impl(params, z, key, dt, *, kind, n_dim, n_saves, save_every):
+    import jax
+    import jax.numpy as jnp
+
+    sqdt = jnp.sqrt(dt)
+
+    def step(z, kk):
+        xi = jax.random.normal(kk, z.shape, z.dtype)
+        s = _sigma_matrix(params, z, kind, n_dim)
+        return z + _jax.mlp_apply(params["drift"], z) * dt + sqdt * jnp.einsum("nij,nj->ni", s, xi), None
+
+    def block(z, kb):
+        z, _ = jax.lax.scan(step, z, jax.random.split(kb, save_every))
+        return z, z
+
+    _, zs = jax.lax.scan(block, z, jax.random.split(key, n_saves))
+    return zs
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled():
+    import jax
+
+    return {
+        "mean_loss": jax.jit(_mean_loss_impl, static_argnames=("kind", "n_dim")),
+        "grad": jax.jit(jax.grad(_mean_loss_impl), static_argnames=("kind", "n_dim")),
+        "drift": jax.jit(lambda layers, z: _jax.mlp_apply(layers, z)),
+        "sigma": jax.jit(_sigma_matrix, static_argnames=("kind", "n_dim")),
+        "rollout": jax.jit(_rollout_impl, static_argnames=("kind", "n_dim", "n_saves", "save_every")),
+    }
+
+
+# ----------------------------------------------------------------------------- the estimator
+class SDEModel:
+    """dz = b(z) dt + sigma(z) dW learned from (z0, z1_hat, dt) pairs with the loss of REFERENCE-002 §0.
+
+    scikit-learn conventions: ``__init__`` stores parameters, ``fit`` returns
+    self, fitted attributes end in ``_``; ``get_params`` / ``set_params``.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default (64, 64, 64)
+        ReLU layers of the drift MLP (REFERENCE-002 §4).
+    sigma : {"cholesky", "arbitrary", "constant_diagonal"}, default "cholesky"
+        Diffusion parametrisation (module docstring).
+    sigma_hidden_layer_sizes : tuple of int or None, default None
+        ReLU layers of the sigma MLP; None: the drift's.
+    loss_scaling : float, default 1.0
+        lambda in Sig = lambda sigma sigma^T dt + eps I: K (number of patches) for
+        partial-evolution pairs, 1 for true full-system pairs (the baseline).
+    epsilon : float, default 1e-4
+        eps, added after the scaling (REFERENCE-002 §4 table: 1e-4, or 1e-5).
+    learning_rate : float, default 1e-3
+    epochs : int, default 100
+    batch_size : int, default 1024
+    weight_decay : float, default 0.0
+        Decoupled (AdamW) decay; the seed uses 0.
+    plateau_factor, plateau_patience, min_learning_rate : default 0.5, 5, 5e-6
+        Reduce-on-plateau on the epoch training loss (``_jax.PlateauSchedule``).
+    validation_loss_scaling : float, default 1.0
+        lambda of the validation loss (the seed validates on true full-system
+        pairs with lambda = 1).
+    random_state : int, sequence of int, numpy Generator or JAX key, default 0
+        Initialisation and shuffling key (``_jax.prng_key``): the engine passes
+        ``(root_seed, stage_id, point, block)``. Same key, same data -> bitwise
+        identical parameters.
+
+    Attributes
+    ----------
+    params_ : dict
+        Fitted parameters as NumPy float64 arrays: ``{"drift": [{"W", "b"}, ...],
+        "sigma": [...]}`` or ``{"drift": [...], "sigma_diag": (n_dim,)}``.
+    n_dim_ : int
+    loss_curve_, lr_curve_ : list of float
+        Per-epoch training loss (lambda = loss_scaling) and learning rate.
+    validation_curve_ : list of float
+        Per-epoch validation loss (only with ``validation_data``).
+    n_iter_ : int
+        Epochs run. ``n_steps_``: optimiser steps.
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(64, 64, 64),
+        *,
+        sigma="cholesky",
+        sigma_hidden_layer_sizes=None,
+        loss_scaling=1.0,
+        epsilon=1e-4,
+        learning_rate=1e-3,
+        epochs=100,
+        batch_size=1024,
+        weight_decay=0.0,
+        plateau_factor=0.5,
+        plateau_patience=5,
+        min_learning_rate=5e-6,
+        validation_loss_scaling=1.0,
+        random_state=0,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.sigma = sigma
+        self.sigma_hidden_layer_sizes = sigma_hidden_layer_sizes
+        self.loss_scaling = loss_scaling
+        self.epsilon = epsilon
+        self.learning_rate = learning_rate
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.weight_decay = weight_decay
+        self.plateau_factor = plateau_factor
+        self.plateau_patience = plateau_patience
+        self.min_learning_rate = min_learning_rate
+        self.validation_loss_scaling = validation_loss_scaling
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ sklearn plumbing
+    _PARAM_NAMES = (
+        "hidden_layer_sizes",
+        "sigma",
+        "sigma_hidden_layer_sizes",
+        "loss_scaling",
+        "epsilon",
+        "learning_rate",
+        "epochs",
+        "batch_size",
+        "weight_decay",
+        "plateau_factor",
+        "plateau_patience",
+        "min_learning_rate",
+        "validation_loss_scaling",
+        "random_state",
+    )
+
+    def get_params(self, deep=True):
+        """Constructor parameters as a dict (scikit-learn convention)."""
+        return {k: getattr(self, k) for k in self._PARAM_NAMES}
+
+    def set_params(self, **params):
+        """Set constructor parameters; unknown names raise ValueError. Returns self."""
+        for k, v in params.items():
+            if k not in self._PARAM_NAMES:
+                raise ValueError(f"invalid parameter {k!r} for SDEModel; valid: {self._PARAM_NAMES}")
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"SDEModel({args})"
+
+    def _validated(self):
+        if self.sigma not in SIGMA_KINDS:
+            raise ValueError(f"sigma must be one of {SIGMA_KINDS}, got {self.sigma!r}")
+        hidden = _check_hidden(self.hidden_layer_sizes, "hidden_layer_sizes")
+        sig_hidden = (
+            hidden
+            if self.sigma_hidden_layer_sizes is None
+            else _check_hidden(self.sigma_hidden_layer_sizes, "sigma_hidden_layer_sizes")
+        )
+        return dict(
+            hidden=hidden,
+            sigma_hidden=sig_hidden,
+            lam=_check_real(self.loss_scaling, "loss_scaling", 0.0),
+            eps=_check_real(self.epsilon, "epsilon", 0.0, low_open=False),
+            lr=_check_real(self.learning_rate, "learning_rate", 0.0),
+            epochs=_check_int(self.epochs, "epochs", 0),
+            batch_size=_check_int(self.batch_size, "batch_size", 1),
+            wd=_check_real(self.weight_decay, "weight_decay", 0.0, low_open=False),
+            val_lam=_check_real(self.validation_loss_scaling, "validation_loss_scaling", 0.0),
+            plateau=_jax.PlateauSchedule(
+                factor=_check_real(self.plateau_factor, "plateau_factor", 0.0),
+                patience=_check_int(self.plateau_patience, "plateau_patience", 0),
+                min_lr=_check_real(self.min_learning_rate, "min_learning_rate", 0.0, low_open=False),
+            ),
+        )
+
+    def _check_fitted(self):
+        if not hasattr(self, "params_"):
+            raise ValueError("this SDEModel is not fitted yet: call fit() or load_state_dict() first")
+
+    # ------------------------------------------------------------------ parameters
+    def _init_params(self, key, n_dim, p):
+        import jax
+        import jax.numpy as jnp
+
+        kd, ks = jax.random.split(key)
+        params = {"drift": _jax.mlp_init(kd, (n_dim, *p["hidden"], n_dim), jnp.float64)}
+        if self.sigma == "constant_diagonal":
+            params["sigma_diag"] = jnp.ones(n_dim, jnp.float64)
+        else:
+            n_out = n_dim * n_dim if self.sigma == "arbitrary" else n_dim * (n_dim + 1) // 2
+            params["sigma"] = _jax.mlp_init(ks, (n_dim, *p["sigma_hidden"], n_out), jnp.float64)
+        return params
+
+    def _jax_params(self):
+        import jax
+        import jax.numpy as jnp
+
+        return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), self.params_)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, z0, z1, dt, *, validation_data=None):
+        """Fit drift and diffusion to pairs.
+
+        Parameters
+        ----------
+        z0 : array (n, n_dim) (or (n,) for n_dim = 1)
+            Coarse states at the start of each pair.
+        z1 : array like z0
+            Targets z1_hat (for partial evolution: z0 + phi(patch after) - phi(patch before)).
+        dt : float or array (n,)
+            Elapsed time of each pair (> 0).
+        validation_data : tuple (z0, z1, dt), optional
+            Evaluated after every epoch with lambda = ``validation_loss_scaling``
+            (``validation_curve_``); does not influence training.
+
+        Returns
+        -------
+        self
+        """
+        import jax
+
+        p = self._validated()
+        z0, _ = _as_states(z0, "z0")
+        n_dim = z0.shape[1]
+        z1, _ = _as_states(z1, "z1", n_dim)
+        if z1.shape != z0.shape:
+            raise ValueError(f"z0 and z1 must have the same shape, got {z0.shape} and {z1.shape}")
+        dt = _as_dt(dt, z0.shape[0])
+        if validation_data is not None:
+            try:
+                v0, v1, vdt = validation_data
+            except (TypeError, ValueError):
+                raise ValueError("validation_data must be a tuple (z0, z1, dt)") from None
+            v0, _ = _as_states(v0, "validation z0", n_dim)
+            v1, _ = _as_states(v1, "validation z1", n_dim)
+            if v1.shape != v0.shape:
+                raise ValueError(f"validation z0 and z1 differ in shape: {v0.shape}, {v1.shape}")
+            vdt = _as_dt(vdt, v0.shape[0], "validation dt")
+
+        kind, lam, eps, val_lam = self.sigma, p["lam"], p["eps"], p["val_lam"]
+        with _jax.x64():
+            import jax.numpy as jnp
+
+            key = _jax.prng_key(self.random_state)
+            kinit, kshuffle = jax.random.split(key)
+            params = self._init_params(kinit, n_dim, p)
+
+            validate = None
+            if validation_data is not None:
+                vargs = tuple(jnp.asarray(a) for a in (v0, v1, vdt))
+                mean_loss = _compiled()["mean_loss"]
+
+                def validate(prm):
+                    return mean_loss(prm, *vargs, val_lam, eps, kind=kind, n_dim=n_dim)
+
+            res = _jax.train_minibatch(
+                _batch_loss(kind, n_dim),
+                params,
+                (z0, z1, dt),
+                loss_args=(lam, eps),
+                key=kshuffle,
+                epochs=p["epochs"],
+                batch_size=p["batch_size"],
+                learning_rate=p["lr"],
+                weight_decay=p["wd"],
+                plateau=p["plateau"],
+                validate=validate,
+            )
+            self.params_ = jax.tree_util.tree_map(lambda a: np.array(a, dtype=np.float64), res.params)
+        self.n_dim_ = n_dim
+        self.loss_curve_ = res.loss_curve
+        self.lr_curve_ = res.lr_curve
+        self.validation_curve_ = res.validation_curve
+        self.n_iter_ = p["epochs"]
+        self.n_steps_ = res.n_steps
+        return self
+
+    # ------------------------------------------------------------------ evaluation
+    def drift(self, z):
+        """b(z): array (n, n_dim) -> (n, n_dim); a single state (n_dim,) -> (n_dim,)."""
+        self._check_fitted()
+        z, single = _as_states(z, "z", self.n_dim_)
+        with _jax.x64():
+            out = np.asarray(_compiled()["drift"](self._jax_params()["drift"], z))
+        return out[0] if single else out
+
+    def sigma_matrix(self, z):
+        """sigma(z): (n, n_dim) -> (n, n_dim, n_dim); a single state -> (n_dim, n_dim)."""
+        self._check_fitted()
+        z, single = _as_states(z, "z", self.n_dim_)
+        with _jax.x64():
+            import jax.numpy as jnp
+
+            fn = _compiled()["sigma"]
+            out = np.asarray(fn(self._jax_params(), jnp.asarray(z), kind=self.sigma, n_dim=self.n_dim_))
+        return out[0] if single else out
+
+    def diffusion(self, z):
+        """sigma(z) sigma(z)^T: (n, n_dim) -> (n, n_dim, n_dim); a single state -> (n_dim, n_dim).
+
+        With lambda = K on partial-evolution pairs this is the large system's
+        diffusion matrix (covariance of an increment per unit time).
+        """
+        s = self.sigma_matrix(z)
+        return s @ np.swapaxes(s, -1, -2)
+
+    def loss(self, z0, z1, dt, loss_scaling=None):
+        """The REFERENCE-002 §0 loss, mean over pairs, with lambda = ``loss_scaling`` (default: the model's)."""
+        self._check_fitted()
+        p = self._validated()
+        lam = p["lam"] if loss_scaling is None else _check_real(loss_scaling, "loss_scaling", 0.0)
+        z0, _ = _as_states(z0, "z0", self.n_dim_)
+        z1, _ = _as_states(z1, "z1", self.n_dim_)
+        if z1.shape != z0.shape:
+            raise ValueError(f"z0 and z1 must have the same shape, got {z0.shape} and {z1.shape}")
+        dt = _as_dt(dt, z0.shape[0])
+        with _jax.x64():
+            import jax.numpy as jnp
+
+            out = _compiled()["mean_loss"](
+                self._jax_params(), jnp.asarray(z0), jnp.asarray(z1), jnp.asarray(dt), lam, p["eps"],
+                kind=self.sigma, n_dim=self.n_dim_,
+            )
+            return float(out)
+
+    def loss_grad(self, z0, z1, dt):
+        """Gradient of :meth:`loss` (model's lambda) with respect to ``params_`` (same structure, NumPy)."""
+        import jax
+
+        self._check_fitted()
+        p = self._validated()
+        z0, _ = _as_states(z0, "z0", self.n_dim_)
+        z1, _ = _as_states(z1, "z1", self.n_dim_)
+        dt = _as_dt(dt, z0.shape[0])
+        kind, n_dim = self.sigma, self.n_dim_
+        with _jax.x64():
+            import jax.numpy as jnp
+
+            g = _compiled()["grad"](
+                self._jax_params(), jnp.asarray(z0), jnp.asarray(z1), jnp.asarray(dt), p["lam"], p["eps"],
+                kind=kind, n_dim=n_dim,
+            )
+            return jax.tree_util.tree_map(lambda a: np.array(a, dtype=np.float64), g)
+
+    def rollout(self, z0, dt, n_steps, key, *, save_every=1):
+        """Euler-Maruyama paths z_{k+1} = z_k + b(z_k) dt + sigma(z_k) sqrt(dt) xi_k, xi ~ N(0, I).
+
+        Vectorised over the batch; one ``lax.scan`` over steps (REFERENCE-002 §0).
+
+        Parameters
+        ----------
+        z0 : array (n_paths, n_dim) (or (n_dim,) for one path)
+        dt : float
+            Time step (> 0), in the units of the training dt.
+        n_steps : int
+            Steps to take (>= 0); must be a multiple of ``save_every``.
+        key : int, sequence of int, numpy Generator or JAX key
+            Noise key (``_jax.prng_key``).
+        save_every : int, default 1
+            Record every ``save_every``-th state.
+
+        Returns
+        -------
+        ndarray (n_paths, n_steps // save_every + 1, n_dim)
+            States at times 0, save_every dt, ..., n_steps dt (z0 included);
+            for a single z0 of shape (n_dim,), shape (n_steps // save_every + 1, n_dim).
+        """
+        import jax
+
+        self._check_fitted()
+        z0, single = _as_states(z0, "z0", self.n_dim_)
+        dt = _check_real(dt, "dt", 0.0)
+        n_steps = _check_int(n_steps, "n_steps", 0)
+        save_every = _check_int(save_every, "save_every", 1)
+        if n_steps % save_every:
+            raise ValueError(f"n_steps ({n_steps}) must be a multiple of save_every ({save_every})")
+        n_saves = n_steps // save_every
+        kind, n_dim = self.sigma, self.n_dim_
+        with _jax.x64():
+            import jax.numpy as jnp
+
+            k = _jax.prng_key(key)
+            if n_saves:
+                zs = _compiled()["rollout"](
+                    self._jax_params(), jnp.asarray(z0), k, jnp.float64(dt),
+                    kind=kind, n_dim=n_dim, n_saves=n_saves, save_every=save_every,
+                )
+                zs = np.asarray(zs)
+            else:
+                zs = np.empty((0, *z0.shape))
+        out = np.concatenate([z0[:, None, :], np.swapaxes(zs, 0, 1)], axis=1)
+        return out[0] if single else out
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self):
+        """Fitted parameters as a flat dict of NumPy float64 arrays (Zarr-ready, no pickle).
+
+        Keys: ``"drift.<layer>.W"``, ``"drift.<layer>.b"``, then ``"sigma.<layer>.W"`` /
+        ``"sigma.<layer>.b"`` or ``"sigma_diag"``, and ``"format"`` (0-d int).
+        Together with :meth:`get_params` (JSON-able except a Generator/key
+        random_state) this rebuilds the model: ``SDEModel(**params).load_state_dict(d)``.
+        """
+        self._check_fitted()
+        out = {"format": np.array(STATE_FORMAT)}
+        for i, layer in enumerate(self.params_["drift"]):
+            out[f"drift.{i}.W"], out[f"drift.{i}.b"] = layer["W"].copy(), layer["b"].copy()
+        if "sigma_diag" in self.params_:
+            out["sigma_diag"] = self.params_["sigma_diag"].copy()
+        else:
+            for i, layer in enumerate(self.params_["sigma"]):
+                out[f"sigma.{i}.W"], out[f"sigma.{i}.b"] = layer["W"].copy(), layer["b"].copy()
+        return out
+
+    def load_state_dict(self, state):
+        """Load :meth:`state_dict` output (shapes are checked against the parameters). Returns self."""
+        p = self._validated()
+        state = dict(state)
+        fmt = state.pop("format", None)
+        if fmt is None or int(np.asarray(fmt)) != STATE_FORMAT:
+            raise ValueError(f"unsupported SDEModel state format {fmt!r}, this version reads {STATE_FORMAT}")
+
+        def layers(prefix, n_layers):
+            out = []
+            for i in range(n_layers):
+                try:
+                    W, b = state.pop(f"{prefix}.{i}.W"), state.pop(f"{prefix}.{i}.b")
+                except KeyError as e:
+                    raise ValueError(f"state is missing {e.args[0]!r}") from None
+                out.append({"W": np.array(W, dtype=np.float64), "b": np.array(b, dtype=np.float64)})
+            return out
+
+        drift = layers("drift", len(p["hidden"]) + 1)
+        n_dim = drift[0]["W"].shape[0]
+        params = {"drift": drift}
+        if self.sigma == "constant_diagonal":
+            if "sigma_diag" not in state:
+                raise ValueError("state is missing 'sigma_diag' (sigma='constant_diagonal')")
+            params["sigma_diag"] = np.array(state.pop("sigma_diag"), dtype=np.float64)
+            sig_sizes = None
+        else:
+            params["sigma"] = layers("sigma", len(p["sigma_hidden"]) + 1)
+            n_out = n_dim * n_dim if self.sigma == "arbitrary" else n_dim * (n_dim + 1) // 2
+            sig_sizes = (n_dim, *p["sigma_hidden"], n_out)
+        if state:
+            raise ValueError(f"unexpected entries in state: {sorted(state)}")
+        want = [(n_dim, *p["hidden"], n_dim)] + ([sig_sizes] if sig_sizes else [])
+        have = [params["drift"]] + ([params["sigma"]] if sig_sizes else [])
+        for sizes, lay, name in zip(want, have, ("drift", "sigma")):
+            for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+                if lay[i]["W"].shape != (a, b) or lay[i]["b"].shape != (b,):
+                    raise ValueError(
+                        f"{name} layer {i} has shapes {lay[i]['W'].shape}, {lay[i]['b'].shape}; "
+                        f"the parameters need ({a}, {b}), ({b},)"
+                    )
+        if sig_sizes is None and params["sigma_diag"].shape != (n_dim,):
+            raise ValueError(f"sigma_diag has shape {params['sigma_diag'].shape}, need ({n_dim},)")
+        self.params_ = params
+        self.n_dim_ = n_dim
+        return self

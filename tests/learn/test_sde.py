@@ -1,0 +1,318 @@
+"""Tests of cgflow.learn.sde (the K-scaled SDE learner of seed 002) and cgflow.learn._jax.
+
+Oracles: a direct NumPy evaluation of the REFERENCE-002 §0 loss, finite
+differences, the exact Curie-Weiss drift and diffusion (REFERENCE-002 §9), and
+the exact stationary covariance of the Euler-Maruyama discretised
+Ornstein-Uhlenbeck process. Fixed seeds; tolerances in standard errors or
+stated fractions, each checked to be able to fail.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cgflow.learn import _jax
+from cgflow.learn.sde import SIGMA_KINDS, SDEModel, sde_loss_numpy
+
+jax = pytest.importorskip("jax")
+
+
+def pairs(n, n_dim, seed):
+    rng = np.random.default_rng(seed)
+    z0 = rng.normal(size=(n, n_dim))
+    z1 = z0 + 0.3 * rng.normal(size=(n, n_dim))
+    dt = rng.uniform(0.05, 0.5, n)
+    return z0, z1, dt
+
+
+def initialised(kind, n_dim, *, lam=16.0, eps=1e-4, hidden=(8, 8), seed=0):
+    """A model with its initial (random) parameters: epochs=0 runs no optimiser step."""
+    z0, z1, dt = pairs(16, n_dim, 99)
+    return SDEModel(hidden, sigma=kind, loss_scaling=lam, epsilon=eps, epochs=0, random_state=seed).fit(z0, z1, dt)
+
+
+# ----------------------------------------------------------------------------- the loss
+@pytest.mark.parametrize("kind", SIGMA_KINDS)
+@pytest.mark.parametrize("n_dim", [1, 3])
+def test_loss_matches_direct_numpy(kind, n_dim):
+    model = initialised(kind, n_dim, lam=16.0, eps=1e-4)
+    z0, z1, dt = pairs(257, n_dim, 1)
+    expected = sde_loss_numpy(model.drift(z0), model.sigma_matrix(z0), z0, z1, dt, 16.0, 1e-4)
+    got = model.loss(z0, z1, dt)
+    assert got == pytest.approx(expected, rel=1e-12, abs=0)
+    # lambda enters: the baseline's loss differs and matches its own oracle
+    expected1 = sde_loss_numpy(model.drift(z0), model.sigma_matrix(z0), z0, z1, dt, 1.0, 1e-4)
+    assert model.loss(z0, z1, dt, loss_scaling=1.0) == pytest.approx(expected1, rel=1e-12, abs=0)
+    assert abs(expected1 - expected) > 1e-3 * abs(expected)
+
+
+def test_diffusion_is_sigma_sigma_t_and_cholesky_is_lower_triangular_positive():
+    model = initialised("cholesky", 3)
+    z = np.random.default_rng(2).normal(size=(50, 3))
+    s = model.sigma_matrix(z)
+    assert np.all(np.triu(s, 1) == 0.0)
+    assert np.all(np.diagonal(s, axis1=1, axis2=2) > 0.0)
+    np.testing.assert_allclose(model.diffusion(z), s @ np.swapaxes(s, 1, 2), rtol=1e-15)
+    assert np.all(np.linalg.eigvalsh(model.diffusion(z)) > 0)
+    cd = initialised("constant_diagonal", 3)
+    np.testing.assert_array_equal(cd.diffusion(z), np.broadcast_to(np.eye(3), (50, 3, 3)))  # v initialised to 1
+
+
+@pytest.mark.parametrize("kind", SIGMA_KINDS)
+def test_loss_gradient_matches_finite_differences(kind):
+    model = initialised(kind, 2, lam=4.0, eps=1e-3, hidden=(6,))
+    z0, z1, dt = pairs(64, 2, 3)
+    grad = model.loss_grad(z0, z1, dt)
+    state = model.state_dict()
+    flat_grad = {}
+    for i, layer in enumerate(grad["drift"]):
+        flat_grad[f"drift.{i}.W"], flat_grad[f"drift.{i}.b"] = layer["W"], layer["b"]
+    if kind == "constant_diagonal":
+        flat_grad["sigma_diag"] = grad["sigma_diag"]
+    else:
+        for i, layer in enumerate(grad["sigma"]):
+            flat_grad[f"sigma.{i}.W"], flat_grad[f"sigma.{i}.b"] = layer["W"], layer["b"]
+    rng = np.random.default_rng(4)
+    h = 1e-6
+    checked = 0
+    for name, g in flat_grad.items():
+        for _ in range(2):
+            idx = tuple(int(rng.integers(0, s)) for s in g.shape)
+            plus, minus = dict(state), dict(state)
+            plus[name], minus[name] = state[name].copy(), state[name].copy()
+            plus[name][idx] += h
+            minus[name][idx] -= h
+            probe = SDEModel(**model.get_params())
+            up = probe.load_state_dict(plus).loss(z0, z1, dt)
+            fd = (up - probe.load_state_dict(minus).loss(z0, z1, dt)) / (2 * h)
+            assert g[idx] == pytest.approx(fd, rel=1e-5, abs=1e-7), (name, idx)
+            checked += abs(fd) > 1e-4
+    assert checked >= len(flat_grad)  # most probes see a non-trivial slope
+
+
+# ----------------------------------------------------------------------------- the central claim
+BETA, H, N, K = 1 / 1.1, 0.1, 4096, 16
+
+
+def cw_drift(m):
+    """REFERENCE-002 §9: a(m) = -m + tanh(beta (m + h))."""
+    return -m + np.tanh(BETA * (m + H))
+
+
+def cw_sigma2(m):
+    """REFERENCE-002 §9: sigma^2(m) = (2/N)(1 - m tanh(beta (m + h)))."""
+    return (2.0 / N) * (1.0 - m * np.tanh(BETA * (m + H)))
+
+
+@pytest.fixture(scope="module")
+def cw_fits():
+    """Partial-evolution-like Curie-Weiss pairs: exact EM mean, K times the large-system noise.
+
+    40,000 pairs, m0 ~ U(-0.8, 0.8), dt ~ U(0.1, 0.3); z1 = m0 + a dt + sqrt(K sigma^2 dt) xi.
+    Small networks (32, 32), 30 epochs, lr 1e-2: ~5 s per fit.
+    """
+    rng = np.random.default_rng(20251112)
+    n = 40_000
+    z0 = rng.uniform(-0.8, 0.8, n)
+    dt = rng.uniform(0.1, 0.3, n)
+    z1 = z0 + cw_drift(z0) * dt + np.sqrt(K * cw_sigma2(z0) * dt) * rng.standard_normal(n)
+    common = dict(sigma="cholesky", epsilon=1e-6, learning_rate=1e-2, epochs=30, random_state=(7, 1, 0, 0))
+    ours = SDEModel((32, 32), loss_scaling=K, **common).fit(z0[:, None], z1[:, None], dt)
+    base = SDEModel((32, 32), loss_scaling=1.0, **common).fit(z0[:, None], z1[:, None], dt)
+    return ours, base
+
+
+GRID = np.linspace(-0.75, 0.75, 31)[:, None]
+
+
+def test_k_scaled_fit_recovers_large_system_diffusion_and_drift(cw_fits):
+    ours, _ = cw_fits
+    ratio = ours.diffusion(GRID)[:, 0, 0] / cw_sigma2(GRID[:, 0])
+    assert np.all(np.abs(ratio - 1.0) < 0.15), ratio
+    err = np.abs(ours.drift(GRID)[:, 0] - cw_drift(GRID[:, 0]))
+    assert err.max() < 0.05 * np.abs(cw_drift(GRID[:, 0])).max(), err.max()
+
+
+def test_baseline_fit_has_k_times_the_diffusion(cw_fits):
+    ours, base = cw_fits
+    ratio = base.diffusion(GRID)[:, 0, 0] / cw_sigma2(GRID[:, 0])
+    assert np.all(np.abs(ratio / K - 1.0) < 0.20), ratio
+    # same drift either way (the mean increment is unbiased)
+    err = np.abs(base.drift(GRID)[:, 0] - cw_drift(GRID[:, 0]))
+    assert err.max() < 0.05 * np.abs(cw_drift(GRID[:, 0])).max()
+    # and the two diffusions differ by ~K, which a lambda-blind loss could not produce
+    r = base.diffusion(GRID)[:, 0, 0] / ours.diffusion(GRID)[:, 0, 0]
+    assert np.all(np.abs(r / K - 1.0) < 0.2)
+
+
+# ----------------------------------------------------------------------------- determinism
+def test_fit_is_bitwise_reproducible_for_a_seed():
+    z0, z1, dt = pairs(3000, 2, 5)
+
+    def fit(seed):
+        return SDEModel((16, 16), loss_scaling=4.0, epochs=3, batch_size=512, random_state=seed).fit(z0, z1, dt)
+
+    a, b, c = fit((11, 2, 3, 4)), fit((11, 2, 3, 4)), fit((11, 2, 3, 5))
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(sa[k].tobytes() == sb[k].tobytes() for k in sa)
+    assert a.loss_curve_ == b.loss_curve_
+    assert any(sa[k].tobytes() != sc[k].tobytes() for k in sa if k != "format")
+    # training moved the parameters away from their initialisation
+    s0 = SDEModel((16, 16), loss_scaling=4.0, epochs=0, random_state=(11, 2, 3, 4)).fit(z0, z1, dt).state_dict()
+    assert all(s0[k].tobytes() != sa[k].tobytes() for k in sa if k != "format")
+
+
+def test_fit_leaves_global_precision_alone_and_returns_numpy_float64():
+    before = jax.config.jax_enable_x64
+    m = initialised("cholesky", 2)
+    assert jax.config.jax_enable_x64 == before
+    assert jax.numpy.ones(1).dtype == (np.float64 if before else np.float32)
+    assert all(isinstance(v, np.ndarray) and v.dtype == np.float64 for v in m.state_dict().values() if v.ndim)
+
+
+def test_training_reduces_the_loss_and_the_plateau_rule_acts():
+    z0, z1, dt = pairs(2048, 2, 6)
+    vz = pairs(512, 2, 7)
+    m = SDEModel((16,), loss_scaling=2.0, epochs=25, learning_rate=5e-2, plateau_patience=1, random_state=1)
+    m.fit(z0, z1, dt, validation_data=vz)
+    assert len(m.loss_curve_) == len(m.lr_curve_) == len(m.validation_curve_) == 25
+    assert m.loss_curve_[-1] < m.loss_curve_[0] - 0.5
+    assert m.validation_curve_[-1] == pytest.approx(m.loss(*vz, loss_scaling=1.0), rel=1e-12)
+    assert min(m.lr_curve_) < 5e-2 and all(x >= y for x, y in zip(m.lr_curve_, m.lr_curve_[1:]))
+    assert m.n_steps_ == 25 * 2
+
+
+def test_plateau_schedule_matches_the_pytorch_rule():
+    st = _jax._PlateauState(_jax.PlateauSchedule(factor=0.5, patience=2, min_lr=0.3), lr=1.0)
+    lrs = [st.step(x) for x in [5.0, 4.0, 4.0, 4.0, 4.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0]]
+    # 3 epochs without improvement (> patience 2) halve the rate; the floor is min_lr
+    assert lrs == [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.3, 0.3, 0.3, 0.3, 0.3]
+    neg = _jax._PlateauState(_jax.PlateauSchedule(patience=0, threshold=1e-2), lr=1.0)
+    assert [neg.step(x) for x in (-10.0, -10.05, -10.2)] == [1.0, 0.5, 0.5]  # -10.05 is not a 1% improvement
+
+
+# ----------------------------------------------------------------------------- rollout
+def ou_model(theta, chol):
+    """dz = -theta z dt + L dW in 2-D, built by hand: drift theta (relu(-z) - relu(z)), constant L."""
+    m = SDEModel((4,), sigma="cholesky", sigma_hidden_layer_sizes=(1,))
+    W0 = np.array([[1.0, -1.0, 0.0, 0.0], [0.0, 0.0, 1.0, -1.0]])
+    W1 = np.array([[-theta, 0.0], [theta, 0.0], [0.0, -theta], [0.0, theta]])
+    raw = np.array([chol[0, 0], chol[1, 0], chol[1, 1]])
+    raw[[0, 2]] = np.log(np.expm1(raw[[0, 2]]))  # inverse softplus on the diagonal
+    state = {
+        "format": np.array(1),
+        "drift.0.W": W0, "drift.0.b": np.zeros(4), "drift.1.W": W1, "drift.1.b": np.zeros(2),
+        "sigma.0.W": np.zeros((2, 1)), "sigma.0.b": np.zeros(1), "sigma.1.W": np.zeros((1, 3)), "sigma.1.b": raw,
+    }
+    return m.load_state_dict(state)
+
+
+def test_rollout_ou_stationary_covariance_within_standard_errors():
+    theta, dt, n_paths = 1.0, 0.05, 4000
+    L = np.array([[0.5, 0.0], [0.3, 0.4]])
+    m = ou_model(theta, L)
+    z = np.array([[0.2, -0.1]])
+    np.testing.assert_allclose(m.drift(z), -theta * z, rtol=1e-15)
+    np.testing.assert_allclose(m.diffusion(z)[0], L @ L.T, rtol=1e-12)
+    paths = m.rollout(np.zeros((n_paths, 2)), dt, 300, key=(3, 0, 0, 0), save_every=100)
+    assert paths.shape == (n_paths, 4, 2) and np.all(paths[:, 0] == 0.0)
+    x = paths[:, -1]  # t = 15 >> 1/theta: stationary, independent across paths
+    # exact stationary covariance of z' = (1 - theta dt) z + sqrt(dt) L xi
+    C = dt * (L @ L.T) / (1.0 - (1.0 - theta * dt) ** 2)
+    S = np.cov(x.T)
+    for i in range(2):
+        for j in range(2):
+            se = math.sqrt((C[i, i] * C[j, j] + C[i, j] ** 2) / n_paths)
+            assert abs(S[i, j] - C[i, j]) < 4 * se, (i, j, S[i, j], C[i, j], se)
+    assert np.all(np.abs(x.mean(axis=0)) < 4 * np.sqrt(np.diag(C) / n_paths))
+    # the test can fail: doubling the noise variance is far outside
+    assert abs(S[0, 0] - 2 * C[0, 0]) > 10 * math.sqrt(2 / n_paths) * C[0, 0]
+
+
+def test_rollout_is_reproducible_and_key_dependent():
+    m = initialised("arbitrary", 2)
+    z0 = np.zeros((5, 2))
+    a = m.rollout(z0, 0.01, 20, key=(1, 2))
+    b = m.rollout(z0, 0.01, 20, key=(1, 2))
+    c = m.rollout(z0, 0.01, 20, key=(1, 3))
+    assert a.shape == (5, 21, 2)
+    assert a.tobytes() == b.tobytes() and a.tobytes() != c.tobytes()
+    single = m.rollout(np.zeros(2), 0.01, 4, key=0, save_every=2)
+    assert single.shape == (3, 2)
+
+
+# ----------------------------------------------------------------------------- persistence and API
+@pytest.mark.parametrize("kind", SIGMA_KINDS)
+def test_state_dict_round_trip_is_exact(kind):
+    m = initialised(kind, 2)
+    state = m.state_dict()
+    assert all(isinstance(v, np.ndarray) for v in state.values())
+    r = SDEModel(**m.get_params()).load_state_dict(state)
+    z = np.random.default_rng(8).normal(size=(30, 2))
+    assert r.drift(z).tobytes() == m.drift(z).tobytes()
+    assert r.diffusion(z).tobytes() == m.diffusion(z).tobytes()
+    assert r.rollout(z, 0.1, 5, key=1).tobytes() == m.rollout(z, 0.1, 5, key=1).tobytes()
+    with pytest.raises(ValueError, match="drift layer 0"):
+        SDEModel((3, 8), sigma=kind).load_state_dict(state)
+    bad = dict(state)
+    bad["extra"] = np.zeros(1)
+    with pytest.raises(ValueError, match="unexpected"):
+        SDEModel(**m.get_params()).load_state_dict(bad)
+
+
+def test_estimator_conventions_and_errors():
+    m = SDEModel(epochs=3)
+    assert m.get_params()["epochs"] == 3 and not hasattr(m, "params_")
+    assert m.set_params(loss_scaling=16) is m and m.loss_scaling == 16
+    with pytest.raises(ValueError, match="invalid parameter"):
+        m.set_params(nonsense=1)
+    with pytest.raises(ValueError, match="not fitted"):
+        m.drift(np.zeros((1, 1)))
+    z0, z1, dt = pairs(10, 2, 0)
+    for kw, name in [
+        ({"sigma": "full"}, "sigma"),
+        ({"loss_scaling": 0.0}, "loss_scaling"),
+        ({"epsilon": -1.0}, "epsilon"),
+        ({"hidden_layer_sizes": (0,)}, "hidden_layer_sizes"),
+        ({"random_state": -1}, "random_state"),
+        ({"random_state": 1.5}, "random_state"),
+    ]:
+        with pytest.raises(ValueError, match=name):
+            SDEModel(epochs=0, **kw).fit(z0, z1, dt)
+    with pytest.raises(ValueError, match="dt"):
+        SDEModel(epochs=0).fit(z0, z1, -dt)
+    with pytest.raises(ValueError, match="same shape"):
+        SDEModel(epochs=0).fit(z0, z1[:5], dt)
+    with pytest.raises(ValueError, match="non-finite"):
+        SDEModel(epochs=0).fit(np.full_like(z0, np.nan), z1, dt)
+    fitted = SDEModel(epochs=0).fit(z0, z1, dt)
+    with pytest.raises(ValueError, match="n_dim=2"):
+        fitted.drift(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="save_every"):
+        fitted.rollout(z0, 0.1, 5, key=0, save_every=2)
+
+
+# ----------------------------------------------------------------------------- _jax helpers
+def test_prng_key_depends_only_on_the_integers():
+    data = lambda k: np.asarray(jax.random.key_data(_jax.prng_key(k)))  # noqa: E731
+    assert np.array_equal(data((1, 2, 3, 4)), data([1, 2, 3, 4]))
+    assert not np.array_equal(data((1, 2, 3, 4)), data((1, 2, 3, 5)))
+    assert not np.array_equal(data(1), data(2))
+    g1, g2 = np.random.default_rng(5), np.random.default_rng(5)
+    assert np.array_equal(data(g1), data(g2))
+    for bad in (-1, 1.0, True, (), "1", (1, -2)):
+        with pytest.raises(ValueError, match="random_state"):
+            _jax.prng_key(bad)
+
+
+def test_configure_single_thread_edits_the_given_environment_idempotently():
+    env = {"XLA_FLAGS": "--xla_dump_to=/tmp/x"}
+    assert _jax.configure_single_thread(env) is True
+    assert _jax.configure_single_thread(env) is True
+    flags = env["XLA_FLAGS"].split()
+    assert flags[0] == "--xla_dump_to=/tmp/x"
+    assert flags.count("--xla_cpu_multi_thread_eigen=false") == 1
+    assert flags.count("intra_op_parallelism_threads=1") == 1
