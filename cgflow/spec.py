@@ -138,7 +138,7 @@ _POS = dict(minimum=0, exclusive_minimum=True)
 COMMON: dict[str, Any] = {
     "name": Field("str", doc="run name; default store is <name>.zarr"),
     "description": Field("str", required=False, default=""),
-    "method": Field("str", choices=("fdr", "eqfree", "probcg"), doc="coarse-graining method"),
+    "method": Field("str", choices=("fdr", "eqfree", "probcg", "partial"), doc="coarse-graining method"),
     "seed": Field("int", minimum=0, doc="root of every random stream in the run"),
     "stages": Field("strs", required=False, doc="stages to run (default: all of the method's)"),
 }
@@ -309,6 +309,13 @@ _OPTIONAL_SECTIONS = {
 }
 
 
+def _optional_sections() -> set[str]:
+    """Sections that may be omitted (those of every method: an absent section of another method never matters)."""
+    from .methods.partial import schema
+
+    return _OPTIONAL_SECTIONS | set(schema.OPTIONAL_SECTIONS)
+
+
 def method_schema(data: Mapping[str, Any]) -> dict[str, Any] | None:
     """The sections of the spec's method (and, for eqfree, of its micro model); None if undecidable."""
     method = data.get("method")
@@ -319,6 +326,10 @@ def method_schema(data: Mapping[str, Any]) -> dict[str, Any] | None:
         return {"heterodiffusion": EQFREE_1D_SCHEMA, "lattice2d": EQFREE_2D_SCHEMA}.get(model)
     if method == "probcg":
         return PROBCG_SCHEMA
+    if method == "partial":
+        from .methods.partial import schema
+
+        return schema.SCHEMA
     return None
 
 
@@ -393,7 +404,7 @@ def _validate(data: Any, schema: Mapping[str, Any], prefix: str, problems: list)
         dotted = prefix + key
         if isinstance(sub, dict):
             if key not in data or data[key] is None:
-                if dotted not in _OPTIONAL_SECTIONS:
+                if dotted not in _optional_sections():
                     problems.append((dotted, "missing required section"))
                 else:  # an omitted optional section takes its defaults, if it has no required keys
                     quiet: list = []
@@ -418,6 +429,10 @@ def _validate(data: Any, schema: Mapping[str, Any], prefix: str, problems: list)
 def _check_relations(d: dict, problems: list) -> None:
     """Rules that involve several keys. Only runs on keys that passed their own checks."""
     method = d.get("method")
+    if method == "partial":
+        from .methods.partial import schema
+
+        METHOD_STAGES.setdefault("partial", schema.STAGES)
     if method in METHOD_STAGES:
         available = METHOD_STAGES[method]
         stages = d.get("stages") or available
@@ -431,6 +446,10 @@ def _check_relations(d: dict, problems: list) -> None:
         _check_eqfree(d, problems)
     elif method == "probcg":
         _check_probcg(d, problems)
+    elif method == "partial":
+        from .methods.partial import schema
+
+        schema.check(d, problems)
 
 
 def _ratio(numerator: float, denominator: float) -> int | None:

@@ -17,8 +17,9 @@ operator frozen at node a's local affine state (rho_a, grad rho_a),
 A stencil model is any callable ``stencil(rho, slope) -> ndarray (n, 3)`` whose
 rows are (K_{a,a-1}, K_aa, K_{a,a+1}) in the operator table's row convention (for
 a symmetric operator frozen at node a, row a equals column a, so they are used as
-the column entries). Mass conservation holds exactly when every stencil row sums
-to zero (Appendix A: "the entries in each column sum up to 0"), because then the
+the column entries). Row a must depend on (rho_a, s_a) only (the model is local;
+the explicit step evaluates stacked states in one call). Mass conservation holds
+exactly when every stencil row sums to zero (Appendix A: "the entries in each column sum up to 0"), because then the
 columns of K sum to zero and d/dt (1^T M rho) = 1^T K F = 0.
 
 The nodal gradient s_a is the central difference (rho_{a+1} - rho_{a-1})/(2 Delta)
@@ -61,6 +62,7 @@ Units: macroscopic time and space (x in [0, 1]), as in seed 000 §4.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -92,6 +94,8 @@ Force = Callable[[np.ndarray], np.ndarray]
 
 #: Relative size below which entries of the dense implicit Jacobian M^-1 J_g are dropped.
 _JAC_DROP = 1e-14
+#: Largest node count for which J_g is assembled dense (cheaper per step); above it, sparse (O(n) memory).
+_DENSE_JACOBIAN_MAX = 256
 
 
 # ----------------------------------------------------------------------------- validation
@@ -200,9 +204,13 @@ def nodal_slopes(rho, elements, boundary) -> np.ndarray:
     boundary = _check_boundary(boundary)
     n_el = _check_elements(elements, boundary)
     r = _check_profile(rho, n_el, boundary)
-    if boundary == "periodic":
-        return (np.roll(r, -1) - np.roll(r, 1)) * (0.5 * n_el)
     s = np.empty_like(r)
+    if boundary == "periodic":  # (rho_{a+1} - rho_{a-1}) N/2 with wrap-around (slices: cheaper than np.roll)
+        s[1:-1] = r[2:] - r[:-2]
+        s[0] = r[1] - r[-1]
+        s[-1] = r[0] - r[-2]
+        s *= 0.5 * n_el
+        return s
     s[1:-1] = (r[2:] - r[:-2]) * (0.5 * n_el)
     s[0] = (r[1] - r[0]) * n_el
     s[-1] = (r[-1] - r[-2]) * n_el
@@ -273,8 +281,15 @@ def apply_operator(stencils, force_values, boundary) -> np.ndarray:
     boundary = _check_boundary(boundary)
     f = np.asarray(force_values, dtype=np.float64)
     st = _check_stencils(stencils, f.shape[0])
-    if boundary == "periodic":
-        return np.roll(st[:, 2] * f, 1) + st[:, 1] * f + np.roll(st[:, 0] * f, -1)
+    if boundary == "periodic":  # column b-1's lower entry + column b's diagonal + column b+1's upper entry
+        below, above = st[:, 2] * f, st[:, 0] * f
+        out = np.empty_like(f)
+        out[1:] = below[:-1]
+        out[0] = below[-1]
+        out += st[:, 1] * f
+        out[:-1] += above[1:]
+        out[-1] += above[0]
+        return out
     return st[:-2, 2] * f[:-2] + st[1:-1, 1] * f[1:-1] + st[2:, 0] * f[2:]
 
 
@@ -323,8 +338,13 @@ def _steps(rho: np.ndarray, slope: np.ndarray, elements: int) -> tuple[np.ndarra
     return h_rho, h_slope
 
 
-def _jacobian_g(rho, slope, st, f, stencil: Stencil, force: Force, elements: int, boundary: str) -> sp.csr_matrix:
+def _jacobian_g(rho, slope, st, f, stencil: Stencil, force: Force, elements: int, boundary: str):
     """Jacobian of g(rho) = K(rho) F(rho) over all nodes, pentadiagonal (periodic: wrapped).
+
+    A dense ndarray for n <= 256 nodes, else a scipy.sparse CSR matrix: the
+    callers need only its absolute row and column sums (:func:`_spectral_bound`)
+    or M^-1 J_g (dense anyway), and for a small macro grid building a sparse
+    matrix every explicit step cost more than the rest of the step.
 
     g = sum_a c_a(rho_a, s_a) F(rho_a), where c_a is column a of K (the stencil
     of node a at rows a-1, a, a+1) and s_a depends on rho_{a-1}, rho_{a+1}, so
@@ -332,13 +352,24 @@ def _jacobian_g(rho, slope, st, f, stencil: Stencil, force: Force, elements: int
         dg/drho_c = c_c F'_c + (dc_c/drho) F_c + sum_a (dc_a/ds) F_a ds_a/drho_c.
 
     The derivatives of the stencil and of the force are forward differences
-    (two extra stencil calls and one force call); the rest is exact.
+    (two extra stencil calls and one force call, with the steps of
+    :func:`_steps`); the rest is exact (:func:`_assemble_jacobian`).
     """
-    n = rho.size
     h_rho, h_slope = _steps(rho, slope, elements)
     fprime = (_eval_force(force, rho + h_rho, math.nan, -1) - f) / h_rho
     d_rho = (_eval_stencil(stencil, rho + h_rho, slope, math.nan, -1) - st) / h_rho[:, None]
     d_slope = (_eval_stencil(stencil, rho, slope + h_slope, math.nan, -1) - st) / h_slope[:, None]
+    return _assemble_jacobian(st, f, fprime, d_rho, d_slope, elements, boundary)
+
+
+@functools.lru_cache(maxsize=32)
+def _jacobian_pattern(n: int, elements: int, boundary: str):
+    """Index pattern of :func:`_assemble_jacobian` (cached per grid): slope sources, coefficients, flat indices.
+
+    ``src``/``coef``: node a whose slope s_a moves when rho_c (c = ``dst``) moves, and
+    ds_a/drho_c. ``flat``: row * n + col of every (direct, via-slope) entry, in
+    that order, ``keep`` the entries inside the matrix (Dirichlet ends).
+    """
     nodes = np.arange(n)
     half = 0.5 * elements
     if boundary == "periodic":
@@ -350,28 +381,44 @@ def _jacobian_g(rho, slope, st, f, stencil: Stencil, force: Force, elements: int
         src = np.concatenate([inner, inner, [0, 0, n - 1, n - 1]])
         dst = np.concatenate([inner + 1, inner - 1, [1, 0, n - 1, n - 2]])
         coef = np.concatenate([np.full(n - 2, half), np.full(n - 2, -half), [elements, -elements, elements, -elements]])
-    direct = st * fprime[:, None] + d_rho * f[:, None]  # column a, rows a-1..a+1
-    via_slope = d_slope[src] * (f[src] * coef)[:, None]  # column dst, rows src-1..src+1
     off = np.array([-1, 0, 1])
     rows = np.concatenate([(nodes[:, None] + off).ravel(), (src[:, None] + off).ravel()])
     cols = np.concatenate([np.repeat(nodes, 3), np.repeat(dst, 3)])
-    vals = np.concatenate([direct.ravel(), via_slope.ravel()])
     if boundary == "periodic":
         rows %= n
+        keep = np.ones(rows.size, dtype=bool)
     else:
         keep = (rows >= 0) & (rows < n)
-        rows, cols, vals = rows[keep], cols[keep], vals[keep]
-    jac = sp.coo_matrix((vals, (rows, cols)), shape=(n, n)).tocsr()
-    if not np.all(np.isfinite(jac.data)):
+    flat = (rows * n + cols)[keep]
+    for arr in (src, coef, keep, flat):
+        arr.flags.writeable = False
+    return src, coef, keep, flat
+
+
+def _assemble_jacobian(st, f, fprime, d_rho, d_slope, elements: int, boundary: str) -> np.ndarray:
+    """Dense J_g from the stencils, the forces and their derivatives (see :func:`_jacobian_g`)."""
+    n = f.size
+    src, coef, keep, flat = _jacobian_pattern(n, int(elements), boundary)
+    direct = st * fprime[:, None] + d_rho * f[:, None]  # column a, rows a-1..a+1
+    via_slope = d_slope[src] * (f[src] * coef)[:, None]  # column dst, rows src-1..src+1
+    vals = np.concatenate([direct.ravel(), via_slope.ravel()])[keep]
+    # duplicates (periodic wrap, both slope neighbours) are summed, in the order of ``vals``
+    if n <= _DENSE_JACOBIAN_MAX:
+        jac = np.bincount(flat, weights=vals, minlength=n * n).reshape(n, n)
+        finite = np.all(np.isfinite(jac))
+    else:
+        jac = sp.coo_matrix((vals, divmod(flat, n)), shape=(n, n)).tocsr()
+        finite = np.all(np.isfinite(jac.data))
+    if not finite:
         raise ValueError("Jacobian of K(rho) F(rho) is not finite: the profile is at the edge of the model's domain")
     return jac
 
 
-def _evolving_block(jac: sp.csr_matrix, boundary: str) -> sp.csr_matrix:
+def _evolving_block(jac, boundary: str):
     return jac if boundary == "periodic" else jac[1:-1, 1:-1]
 
 
-def _spectral_bound(jac_u: sp.spmatrix, elements: int, boundary: str) -> float:
+def _spectral_bound(jac_u, elements: int, boundary: str) -> float:
     """Rigorous bound on the spectral radius of M^-1 J (J = dg/drho on the evolving nodes).
 
     M^-1 J is similar to M^-1/2 J M^-1/2, so |lambda| <= ||J||_2 / lambda_min(M)
@@ -380,7 +427,7 @@ def _spectral_bound(jac_u: sp.spmatrix, elements: int, boundary: str) -> float:
     12 D/Delta**2, and for the zero-range operator at a flat state it is attained
     too (12 (m' - m' F)/Delta**2, see :func:`estimate_max_diffusivity`).
     """
-    a = abs(jac_u)
+    a = abs(jac_u)  # ndarray or sparse
     norm1 = float(np.max(a.sum(axis=0)))
     norm_inf = float(np.max(a.sum(axis=1)))
     return math.sqrt(norm1 * norm_inf) / _min_mass_eigenvalue(elements, boundary)
@@ -454,13 +501,15 @@ def _check_state(rho: np.ndarray, require_positive: bool, t: float, step: int, x
         )
 
 
-def _eval_force(force: Force, rho: np.ndarray, t: float, step: int) -> np.ndarray:
+def _eval_force(force: Force, rho: np.ndarray, t: float, step: int, nodes: int | None = None) -> np.ndarray:
+    """force(rho) with the domain guards; ``nodes``: rho stacks copies of n = ``nodes`` nodes (reported modulo n)."""
+    n = nodes or rho.shape[0]
     try:
         f = np.asarray(force(rho), dtype=np.float64)
     except (ValueError, FloatingPointError, ArithmeticError) as exc:
         i = int(np.argmin(rho))
         raise ValueError(
-            f"force F(rho) failed {_where(t, step)} (min rho = {rho[i]:.6g} at node {i}, "
+            f"force F(rho) failed {_where(t, step)} (min rho = {rho[i]:.6g} at node {i % n}, "
             f"max rho = {np.max(rho):.6g}): {exc}"
         ) from exc
     if f.shape != rho.shape:
@@ -469,13 +518,16 @@ def _eval_force(force: Force, rho: np.ndarray, t: float, step: int) -> np.ndarra
     if bad.any():
         i = int(np.argmax(bad))
         raise ValueError(
-            f"force F(rho) is not finite (F = {f[i]!r} at node {i}, rho = {rho[i]:.6g}) {_where(t, step)}: "
+            f"force F(rho) is not finite (F = {f[i]!r} at node {i % n}, rho = {rho[i]:.6g}) {_where(t, step)}: "
             "the density left the model's domain"
         )
     return f
 
 
-def _eval_stencil(stencil: Stencil, rho: np.ndarray, slope: np.ndarray, t: float, step: int) -> np.ndarray:
+def _eval_stencil(stencil: Stencil, rho: np.ndarray, slope: np.ndarray, t: float, step: int,
+                  nodes: int | None = None) -> np.ndarray:  # fmt: skip
+    """stencil(rho, slope) with the guards; ``nodes``: stacked copies of n = ``nodes`` nodes (reported modulo n)."""
+    n = nodes or rho.shape[0]
     try:
         st = np.asarray(stencil(rho, slope), dtype=np.float64)
     except (ValueError, FloatingPointError, ArithmeticError) as exc:
@@ -488,7 +540,7 @@ def _eval_stencil(stencil: Stencil, rho: np.ndarray, slope: np.ndarray, t: float
     if bad.any():
         i = int(np.argmax(bad))
         raise ValueError(
-            f"stencil is not finite at node {i} (rho = {rho[i]:.6g}, slope = {slope[i]:.6g}) {_where(t, step)}: "
+            f"stencil is not finite at node {i % n} (rho = {rho[i]:.6g}, slope = {slope[i]:.6g}) {_where(t, step)}: "
             "the local state left the model's domain"
         )
     return st
@@ -592,10 +644,14 @@ def simulate(
     stencil : callable
         ``stencil(rho, slope) -> ndarray (n, 3)``, the local operator model
         (K_{a,a-1}, K_aa, K_{a,a+1}) at every node's state (rho_a, s_a), placed
-        column-wise (:func:`assemble_operator`; line 31).
+        column-wise (:func:`assemble_operator`; line 31). It must be local (row a
+        a function of (rho_a, s_a) alone, for arrays of any length): the adaptive
+        explicit step evaluates it once per step on 3n stacked states (the state
+        and its two finite-difference perturbations).
     force : callable
         ``force(rho) -> ndarray (n,)``, the nodal thermodynamic force F(rho_a)
-        (line 30), e.g. -log phi(rho) for the zero-range process.
+        (line 30), e.g. -log phi(rho) for the zero-range process; local too
+        (called on 2n stacked densities by the adaptive explicit step).
     t_end : float
         Final time; the run always integrates to ``t_end``.
     elements : int
@@ -709,13 +765,42 @@ def _rhs(rho, stencil, force, n_el, boundary, t, step):
     return apply_operator(st, f, boundary), f, slope, st
 
 
-def _stable_step(rho, slope, st, f, stencil, force, diffusivity, n_el, boundary) -> tuple[float, float]:
+def _rhs_and_jacobian(rho, stencil, force, n_el, boundary, t, step):
+    """:func:`_rhs` and the dense J_g of :func:`_jacobian_g` from one stencil call and one force call.
+
+    The stencil model is local (row a depends only on (rho_a, s_a)), so the three
+    states of :func:`_jacobian_g` (rho, s), (rho + h_rho, s), (rho, s + h_slope)
+    are evaluated as one stacked array of 3n nodes, and the force at rho and
+    rho + h_rho as one of 2n: the same numbers with a third of the calls (the
+    explicit step's cost is mostly per call, not per node).
+    """
+    n = rho.size
+    slope = nodal_slopes(rho, n_el, boundary)
+    h_rho, h_slope = _steps(rho, slope, n_el)
+    rho_up = rho + h_rho
+    both = _eval_force(force, np.concatenate([rho, rho_up]), t, step, nodes=n)  # Algorithm 1 line 30
+    f = both[:n]
+    all_st = _eval_stencil(
+        stencil, np.concatenate([rho, rho_up, rho]), np.concatenate([slope, slope, slope + h_slope]), t, step, nodes=n
+    )  # line 31
+    st = all_st[:n]
+    fprime = (both[n:] - f) / h_rho
+    d_rho = (all_st[n : 2 * n] - st) / h_rho[:, None]
+    d_slope = (all_st[2 * n :] - st) / h_slope[:, None]
+    jac = _assemble_jacobian(st, f, fprime, d_rho, d_slope, n_el, boundary)
+    return apply_operator(st, f, boundary), f, slope, st, jac
+
+
+def _stable_step(rho, slope, st, f, stencil, force, diffusivity, n_el, boundary, jac=None) -> tuple[float, float]:
     """Explicit stability limit at the current profile and the effective D_max behind it.
 
     2/Lambda from the Jacobian bound (:func:`estimate_max_diffusivity`); a
-    ``diffusivity`` function adds the cap Delta**2/(6 max D(rho)).
+    ``diffusivity`` function adds the cap Delta**2/(6 max D(rho)). ``jac``: J_g
+    if already computed (:func:`_rhs_and_jacobian`).
     """
-    jac = _evolving_block(_jacobian_g(rho, slope, st, f, stencil, force, n_el, boundary), boundary)
+    if jac is None:
+        jac = _jacobian_g(rho, slope, st, f, stencil, force, n_el, boundary)
+    jac = _evolving_block(jac, boundary)
     d_eff = _spectral_bound(jac, n_el, boundary) / (12.0 * n_el * n_el)
     if diffusivity is not None:
         d = np.asarray(diffusivity(rho), dtype=np.float64)
@@ -751,12 +836,13 @@ def _run_explicit(rho, stencil, force, t_end, save, n_el, boundary, x, lu, *, dt
     try:
         for target in targets:
             while t < target:
-                g, f, slope, st = _rhs(rho, stencil, force, n_el, boundary, t, steps)  # lines 30-31
-                if dt is None:
-                    bound, d_eff = _stable_step(rho, slope, st, f, stencil, force, diffusivity, n_el, boundary)
+                if dt is None:  # lines 30-31 and the Jacobian behind the stability bound
+                    g, f, slope, st, jac = _rhs_and_jacobian(rho, stencil, force, n_el, boundary, t, steps)
+                    bound, d_eff = _stable_step(rho, slope, st, f, stencil, force, diffusivity, n_el, boundary, jac)
                     h = safety * bound
                     info["d_eff_max"] = max(info.get("d_eff_max", 0.0), d_eff)
                 else:
+                    g, f, slope, st = _rhs(rho, stencil, force, n_el, boundary, t, steps)  # lines 30-31
                     if not info:  # checked once, on the initial profile
                         bound, d_eff = _stable_step(rho, slope, st, f, stencil, force, diffusivity, n_el, boundary)
                         info.update(stability_limit=bound, d_eff_max=d_eff)
@@ -827,7 +913,7 @@ def _run_implicit(rho, stencil, force, t_end, save, n_el, boundary, x, lu, *, dt
         r = expand(y)
         _, f, slope, st = _rhs(r, stencil, force, n_el, boundary, t, -1)
         jg = _evolving_block(_jacobian_g(r, slope, st, f, stencil, force, n_el, boundary), boundary)
-        j = lu.solve(jg.toarray())  # M^-1 J_g: dense, but decays like (2 - sqrt 3)**|i - j|
+        j = lu.solve(jg.toarray() if sp.issparse(jg) else jg)  # M^-1 J_g: dense, decays like (2 - sqrt 3)**|i - j|
         j[np.abs(j) < _JAC_DROP * np.max(np.abs(j))] = 0.0
         return sp.csc_matrix(j)
 

@@ -21,4 +21,8 @@ def build_stages(spec: Any) -> list:
         from .probcg.pipeline import build_stages as probcg_stages
 
         return probcg_stages(spec)
+    if spec.method == "partial":
+        from .partial.pipeline import build_stages as partial_stages
+
+        return partial_stages(spec)
     raise ValueError(f"unknown method {spec.method!r}")  # the spec validator rules this out

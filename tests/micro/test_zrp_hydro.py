@@ -194,6 +194,74 @@ def test_exact_stencil_and_coefficients_reject_bad_input():
         hy.exact_stencil(7.0, 0.0, 0, 2)
 
 
+# ----------------------------------------------------------------------------- tabulated fugacity
+def test_tabulated_fugacity_matches_newton():
+    """The p = 2 table against Newton at 2e5 random densities: relative difference <= 1e-14.
+
+    Measured 5e-15 (rounding of a few ulp; the interpolation remainder is bounded by
+    FUGACITY_TABLE_ERROR = 3e-15 absolute). Outside the table range it is Newton itself.
+    """
+    lo, hi = hy.FUGACITY_TABLE_RANGE
+    rng = np.random.default_rng(20191105)
+    rho = np.concatenate([rng.uniform(lo, hi, 200_000), rng.uniform(lo, 2.0, 50_000), [lo, hi, 1.0, 7.0]])
+    exact = zrp.fugacity(rho, 2)
+    tab = hy.tabulated_fugacity(rho, 2)
+    assert np.max(np.abs(tab - exact) / exact) <= 1e-14
+    small = rho < 2.0  # where |phi''''| is largest: the interpolation remainder bound applies absolutely
+    assert np.max(np.abs(tab - exact)[small]) <= hy.FUGACITY_TABLE_ERROR + 4 * np.finfo(float).eps * exact[small].max()
+    # the nodes are exact (up to the last-ulp rounding of the basis sum), cell midpoints are interpolated
+    nodes = lo + hy.FUGACITY_TABLE_STEP * np.arange(0, 1000, 7)
+    np.testing.assert_allclose(hy.tabulated_fugacity(nodes, 2), zrp.fugacity(nodes, 2), rtol=4e-16, atol=0)
+    # outside [1/8, 64]: Newton, bitwise; p = 0, 1: the closed forms
+    out = np.array([1e-3, 0.1, 64.5, 200.0])
+    np.testing.assert_array_equal(hy.tabulated_fugacity(out, 2), zrp.fugacity(out, 2))
+    for p in (0, 1):
+        np.testing.assert_array_equal(hy.tabulated_fugacity(RHOS, p), zrp.fugacity(RHOS, p))
+    # shapes: scalar in, float out; any array shape kept
+    assert isinstance(hy.tabulated_fugacity(7.0, 2), float)
+    assert hy.tabulated_fugacity(np.full((3, 4, 5), 7.0), 2).shape == (3, 4, 5)
+    for bad in (0.0, -1.0, np.nan, np.inf):
+        with pytest.raises(ValueError, match="rho"):
+            hy.tabulated_fugacity([7.0, bad], 2)
+    with pytest.raises(ValueError):
+        hy.tabulated_fugacity(7.0, 3)
+
+
+def test_tabulated_hermite_error_is_fourth_order():
+    """The table's remainder bound h**4/384 max|phi''''| is the right law: coarser tables lose 16x per halving."""
+    lo = hy.FUGACITY_TABLE_RANGE[0]
+    rho = np.linspace(0.5, 1.5, 20001)  # around max|phi''''| (rho ~ 0.83)
+    exact = zrp.fugacity(rho, 2)
+    errs = []
+    for step in (2.0**-4, 2.0**-5, 2.0**-6):
+        nodes = lo + step * np.arange(int((2.0 - lo) / step) + 1)
+        phi = zrp.fugacity(nodes, 2)
+        x = 2 * np.sqrt(phi)
+        r = hy.special.ive(1, x) / hy.special.ive(0, x)
+        out, inside = np.empty_like(rho), np.empty(rho.size, dtype=bool)
+        hy._hermite_table(rho, lo, step, phi, 1 / (1 - r * r), out, inside)
+        assert inside.all()
+        err = np.max(np.abs(out - exact))
+        assert err <= step**4 / 384 * 1.2  # the bound with max|phi''''| <= 1.2
+        errs.append(err)
+    assert 10 < errs[0] / errs[1] < 20 and 10 < errs[1] / errs[2] < 20
+
+
+def test_tabulated_stencil_and_force_match_newton():
+    rho, s = np.meshgrid(np.linspace(1.0, 14.0, 27), np.linspace(-19.0, 19.0, 11), indexing="ij")
+    for n_el in (20, 40):
+        exact = hy.exact_stencil(rho, s, n_el, 2)
+        tab = hy.exact_stencil(rho, s, n_el, 2, tabulated=True)
+        assert np.max(np.abs(tab - exact)) <= 1e-14 * np.max(np.abs(exact))
+        assert np.max(np.abs(tab.sum(axis=-1))) <= 1e-12 * np.max(np.abs(tab))  # rows still sum to zero
+    f = hy.thermodynamic_force(rho, 2)
+    np.testing.assert_allclose(hy.thermodynamic_force(rho, 2, tabulated=True), f, rtol=0, atol=1e-14 * np.abs(f).max())
+    with pytest.raises(ValueError, match="rho <= 0"):
+        hy.exact_stencil(0.4, 19.0, 40, 2, tabulated=True)
+    with pytest.raises(ValueError):
+        hy.thermodynamic_force(-1.0, 2, tabulated=True)
+
+
 # ----------------------------------------------------------------------------- lattice operator
 def smooth_profile(L):
     x = zrp.site_positions(L)
