@@ -182,6 +182,16 @@ trajectories: {train: 3, test: 1, modes: 20, t_end: 0.02, sample_every: 1.0e-3}
 learn: {epochs: 3}
 rollout: {initial_conditions: 1, times: [0.01, 0.02]}
 """,
+    "probcg": """\
+name: probcg-executors
+method: probcg
+seed: 6
+micro: {model: walkers, law: advection_diffusion, walkers: 600}
+coarse: {bins: 12, neighbours: 1}
+fine: {experiments: 32, block: 8, modes: 4, amplitude: 0.4, test_initial_conditions: 2, test_replicas: 4, test_steps: 3}
+infer: {restarts: 2, iterations: 6, block: 8}
+predict: {samples: 100}
+""",
 }
 
 

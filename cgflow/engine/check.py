@@ -33,6 +33,7 @@ import numpy as np
 import xarray as xr
 
 from .types import BlockOutput, FingerprintError, PartitionedReduce, ReduceStage, SweepStage, fingerprint, hook, without_timings
+from .iterate import IterativeStage
 from .validate import BlockOutputError, BlockSchema
 
 __all__ = ["StageContractError", "check_stage"]
@@ -187,6 +188,34 @@ def check_compute_equals_combined_parts(stage: PartitionedReduce, tree: xr.DataT
     _assert_identical(stage.compute(tree), combined, "compute(tree) != combine(tree, parts)", stage, "check_compute_equals_combined_parts")
 
 
+# --------------------------------------------------------------------------- iterative checks
+
+def _state_bytes(state: dict) -> dict:
+    return {k: np.ascontiguousarray(v).tobytes() for k, v in state.items()}
+
+
+def check_iterative_start_and_step_are_deterministic(stage: Any, tree: xr.DataTree) -> None:
+    """``initial_state`` and the first ``step`` of block 0 give the same bytes twice; local rows keep their shapes."""
+    check = "check_iterative_start_and_step_are_deterministic"
+    blocks = list(stage.blocks(tree))
+    if not blocks:
+        _fail(check, stage, "blocks(tree) is empty")
+    first, again = stage.initial_state(tree, 0), stage.initial_state(tree, 0)
+    for part, (a, b) in (("global", (first[0], again[0])), ("local", (first[1], again[1]))):
+        if _state_bytes(a) != _state_bytes(b):
+            _fail(check, stage, f"initial_state gives a different {part} state twice")
+    state, local = first
+    start, stop = blocks[0]
+    rows = {k: np.asarray(v)[start:stop] for k, v in local.items()}
+    new, _ = stage.step(tree, 0, 1, 0, state, rows)
+    new_again, _ = stage.step(tree, 0, 1, 0, state, rows)
+    if _state_bytes(new) != _state_bytes(new_again):
+        _fail(check, stage, "step(chain 0, iteration 1, block 0) gives different bytes twice")
+    bad = {k: (np.shape(new.get(k)), np.shape(v)) for k, v in rows.items() if np.shape(new.get(k)) != np.shape(v)}
+    if bad or set(new) != set(rows):
+        _fail(check, stage, f"step must return the block's local rows with their shapes: {bad or sorted(set(new) ^ set(rows))}")
+
+
 # --------------------------------------------------------------------------- the battery
 
 def check_stage(stage: Any, tree: xr.DataTree | None = None, *, generate_only: bool = False, fresh_process: bool = True):
@@ -221,6 +250,12 @@ def check_stage(stage: Any, tree: xr.DataTree | None = None, *, generate_only: b
         checks.append(check_fingerprint_is_stable_across_processes)
     if isinstance(stage, SweepStage):
         checks += [check_template_builds_a_store_layout, check_blocks_match_the_template, check_blocks_are_deterministic, check_cost_hooks]
+    elif isinstance(stage, IterativeStage):
+        generated = [(c.__name__, functools.partial(c, stage)) for c in checks]
+        if tree is not None:
+            c = check_iterative_start_and_step_are_deterministic
+            generated.append((c.__name__, functools.partial(c, stage, tree)))
+        return generated if generate_only else _run(generated)
     elif isinstance(stage, ReduceStage):
         if tree is not None:
             reduce_checks = [check_reduce_is_deterministic]
@@ -231,7 +266,8 @@ def check_stage(stage: Any, tree: xr.DataTree | None = None, *, generate_only: b
             return generated if generate_only else _run(generated)
     else:
         raise StageContractError(
-            f"{type(stage).__qualname__} is neither a SweepStage (name, seed, sweep, template, compute_block) "
+            f"{type(stage).__qualname__} is neither a SweepStage (name, seed, sweep, template, compute_block), "
+            "an IterativeStage (name, seed, chains, max_iterations, blocks, initial_state, step, update, finalize) "
             "nor a ReduceStage (name, compute)"
         )
     generated = [(c.__name__, functools.partial(c, stage)) for c in checks]
