@@ -20,37 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import zarr
-
-from cgflow.engine.types import TIMING_ATTR
-
-
-def arrays(path: Path) -> dict:
-    def walk(group, prefix=""):
-        for name, arr in group.arrays():
-            if not arr.attrs.get(TIMING_ATTR):
-                yield prefix + name, arr
-        for name, sub in group.groups():
-            if name != "tasks":
-                yield from walk(sub, f"{prefix}{name}/")
-
-    return dict(walk(zarr.open_group(str(path), mode="r")))
-
-
-def as_bytes(x) -> bytes:
-    x = np.asarray(x)
-    return repr(x.tolist()).encode() if x.dtype.hasobject else x.tobytes()
-
-
-def compare(a: Path, b: Path) -> tuple[int, list[str]]:
-    xa, xb = arrays(a), arrays(b)
-    differing = sorted(set(xa) ^ set(xb))
-    for name in sorted(set(xa) & set(xb)):
-        x, y = xa[name][...], xb[name][...]
-        if x.dtype != y.dtype or x.shape != y.shape or as_bytes(x) != as_bytes(y):
-            differing.append(name)
-    return len(set(xa) | set(xb)), differing
+from cgflow.engine.store import compare_stores as compare
 
 
 def run(spec: Path, store: Path, *how: str) -> float:

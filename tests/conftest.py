@@ -104,43 +104,13 @@ def dask_cluster(tmp_path: Path):
                 p.wait()
 
 
-def deterministic_arrays(path) -> dict:
-    """Every array of a store except the bookkeeping under ``*/tasks`` and timing variables (measured, not computed)."""
-    import zarr
-
-    from cgflow.engine.types import TIMING_ATTR
-
-    def walk(group, prefix=""):
-        for name, arr in group.arrays():
-            if not arr.attrs.get(TIMING_ATTR):
-                yield prefix + name, arr
-        for name, sub in group.groups():
-            if name != "tasks":
-                yield from walk(sub, f"{prefix}{name}/")
-
-    return dict(walk(zarr.open_group(str(path), mode="r")))
-
-
 def assert_stores_bitwise_equal(a, b) -> int:
     """Every deterministic array of two stores has the same dtype, shape and bytes; returns how many were compared."""
-    xa, xb = deterministic_arrays(a), deterministic_arrays(b)
-    assert sorted(xa) == sorted(xb), f"arrays differ: {sorted(set(xa) ^ set(xb))}"
-    differing = []
-    for name in sorted(xa):
-        x, y = xa[name][...], xb[name][...]
-        if x.dtype != y.dtype or x.shape != y.shape or np_bytes(x) != np_bytes(y):
-            differing.append(name)
+    from cgflow.engine.store import compare_stores
+
+    n, differing = compare_stores(a, b)
     assert not differing, f"arrays not bitwise equal: {differing}"
-    return len(xa)
-
-
-def np_bytes(x) -> bytes:
-    import numpy as np
-
-    x = np.asarray(x)
-    if x.dtype.hasobject:  # strings stored as variable-length: compare their values
-        return repr(x.tolist()).encode()
-    return x.tobytes()
+    return n
 
 
 #: Small specs of every workflow kind (seconds each): executor equality and stage-contract tests.

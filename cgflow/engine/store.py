@@ -59,6 +59,8 @@ __all__ = [
     "write_merged_stats",
     "update_attrs",
     "consolidate",
+    "deterministic_arrays",
+    "compare_stores",
 ]
 
 PACKAGES = ("cgflow", "numpy", "numba", "scipy", "xarray", "zarr", "dask", "distributed", "scikit-learn")
@@ -463,3 +465,44 @@ def write_merged_stats(path: str | os.PathLike, stage: str, point: int, stats: M
 
 def _second_moment(stat: str, full: bool) -> str:
     return f"{stat}_comoment" if full else f"{stat}_m2"
+
+
+# --------------------------------------------------------------------------- comparing runs
+
+def deterministic_arrays(path: str | os.PathLike) -> dict[str, Any]:
+    """Every array of a store that must not depend on how the run was executed.
+
+    Left out: the ``tasks`` bookkeeping groups (run indices, seconds) and
+    variables marked as timings (attribute ``cgflow_timing``).
+    """
+    from .types import TIMING_ATTR
+
+    def walk(group, prefix=""):
+        for name, arr in group.arrays():
+            if not arr.attrs.get(TIMING_ATTR):
+                yield prefix + name, arr
+        for name, sub in group.groups():
+            if name != "tasks":
+                yield from walk(sub, f"{prefix}{name}/")
+
+    return dict(walk(zarr.open_group(str(path), mode="r")))
+
+
+def _bytes(x: np.ndarray) -> bytes:
+    x = np.asarray(x)
+    return repr(x.tolist()).encode() if x.dtype.hasobject else x.tobytes()
+
+
+def compare_stores(a: str | os.PathLike, b: str | os.PathLike) -> tuple[int, list[str]]:
+    """``(arrays compared, arrays that differ)`` between two stores, bitwise (dtype, shape and bytes).
+
+    Two runs of the same spec must differ in none, whatever executor, worker
+    count, retries or resumes produced them.
+    """
+    xa, xb = deterministic_arrays(a), deterministic_arrays(b)
+    differing = sorted(set(xa) ^ set(xb))
+    for name in sorted(set(xa) & set(xb)):
+        x, y = xa[name][...], xb[name][...]
+        if x.dtype != y.dtype or x.shape != y.shape or _bytes(x) != _bytes(y):
+            differing.append(name)
+    return len(set(xa) | set(xb)), differing

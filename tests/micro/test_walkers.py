@@ -15,26 +15,9 @@ from scipy import stats
 
 from cgflow.micro import walkers as wk
 
+from ..oracles import chi2_pvalue, make_rng
+
 PAPER = wk.WalkerParams()  # n_f 2400, p_r .205, p_l .195, delta_y 3.875e-3, delta_t 2.5e-3, 400 steps
-
-
-def make_rng(*seed) -> np.random.Generator:
-    """The project's RNG scheme: Generator(Philox(SeedSequence(...)))."""
-    return np.random.Generator(np.random.Philox(np.random.SeedSequence(list(seed))))
-
-
-def chi2_pvalue(counts, probs, min_expected: float = 5.0) -> float:
-    """Pearson chi-square p-value; cells with expected count < min_expected are pooled."""
-    counts = np.asarray(counts, dtype=float)
-    probs = np.asarray(probs, dtype=float)
-    n = counts.sum()
-    big = probs * n >= min_expected
-    obs = np.append(counts[big], counts[~big].sum())
-    exp = np.append(probs[big], max(1.0 - probs[big].sum(), 0.0)) * n
-    keep = exp > 0
-    obs, exp = obs[keep], exp[keep]
-    stat = ((obs - exp) ** 2 / exp).sum()
-    return float(stats.chi2.sf(stat, keep.sum() - 1))
 
 
 def two_sample_pvalue(a, b, min_expected: float = 5.0) -> float:

@@ -16,26 +16,9 @@ from scipy.linalg import expm
 
 from cgflow.micro import zrp
 
+from ..oracles import chi2_pvalue, make_rng
+
 P_ALL = (0, 1, 2)
-
-
-def make_rng(*seed) -> np.random.Generator:
-    """The project's RNG scheme: Generator(Philox(SeedSequence(...)))."""
-    return np.random.Generator(np.random.Philox(np.random.SeedSequence(list(seed))))
-
-
-def chi2_pvalue(counts: np.ndarray, probs: np.ndarray, min_expected: float = 5.0) -> float:
-    """Pearson chi-square p-value; cells with expected count < min_expected are pooled."""
-    counts = np.asarray(counts, dtype=float)
-    probs = np.asarray(probs, dtype=float)
-    n = counts.sum()
-    big = probs * n >= min_expected
-    obs = np.append(counts[big], counts[~big].sum())
-    exp = np.append(probs[big], max(1.0 - probs[big].sum(), 0.0)) * n
-    keep = exp > 0
-    obs, exp = obs[keep], exp[keep]
-    stat = ((obs - exp) ** 2 / exp).sum()
-    return float(stats.chi2.sf(stat, keep.sum() - 1))
 
 
 def occupation_pvalue(samples: np.ndarray, phi: float, p: int) -> float:
