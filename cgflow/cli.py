@@ -82,7 +82,7 @@ def run(spec_path, overrides, store, workers, serial, post_mortem, scheduler, sc
 def _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, progress, dashboard_address, serial=False, post_mortem=False):
     from .engine import store as st
     from .engine.execute import connect, run_reduce, run_sweep
-    from .engine.executors import DaskExecutor, SerialExecutor, TaskError
+    from .engine.executors import DaskExecutor, SerialExecutor, TaskError, single_threaded_blas
     from .engine.iterate import IterativeStage, run_iterative
     from .engine.types import PartitionedReduce, SweepStage, fingerprint, hook
 
@@ -103,6 +103,9 @@ def _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, 
         try:
             changed = False  # did an earlier stage of this run write anything? then later stages are stale
             with contextlib.ExitStack() as resources:
+                # client-side stage work (reduce stages, iterative updates) with one BLAS thread, like the
+                # workers: results then do not depend on this machine's core count or on the executor
+                resources.enter_context(single_threaded_blas())
                 executors: list = []
 
                 def executor():

@@ -19,7 +19,7 @@ import traceback
 import uuid
 from typing import Any, Callable, Iterable, Iterator, Protocol, runtime_checkable
 
-__all__ = ["TaskError", "Executor", "SerialExecutor", "DaskExecutor", "as_executor"]
+__all__ = ["TaskError", "Executor", "SerialExecutor", "DaskExecutor", "as_executor", "single_threaded_blas"]
 
 Task = tuple[str, Callable[..., Any], tuple]  # (key, function, arguments)
 
@@ -48,22 +48,35 @@ class Executor(Protocol):
         """Run ``tasks`` with at most ``window`` in flight; yield ``(key, result)`` as they finish."""
 
 
+def single_threaded_blas():
+    """BLAS/OpenMP pools limited to one thread, as in every Dask worker (distributed's pre-spawn
+    environment sets OMP/MKL/OPENBLAS_NUM_THREADS=1): a multi-threaded GEMM sums in another order,
+    so the same task would give other bits in this process than on a worker."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
 class SerialExecutor:
     """Runs every task here, one after the other: for debugging, tests and small runs.
 
-    Exceptions propagate as :class:`TaskError` chained to the original, so a
-    debugger's post-mortem lands in the failing task's frame.
+    Tasks run with single-threaded BLAS, as on the workers, so the store is
+    bitwise the same as a cluster's. Exceptions propagate as :class:`TaskError`
+    chained to the original, so a debugger's post-mortem lands in the failing
+    task's frame.
     """
 
     threads = 1
 
     def run_everywhere(self, fn: Callable[[], Any]) -> None:
-        fn()
+        with single_threaded_blas():
+            fn()
 
     def map_unordered(self, tasks: Iterable[Task], window: int = 1) -> Iterator[tuple[str, Any]]:
         for key, fn, args in tasks:
             try:
-                result = fn(*args)
+                with single_threaded_blas():
+                    result = fn(*args)
             except Exception as exc:
                 raise TaskError(key, exc) from exc
             yield key, result
