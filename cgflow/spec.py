@@ -123,6 +123,7 @@ class Field:
             "floats": "a number or a list of numbers",
             "strs": "a list of strings",
             "floatmap": "a mapping of names to numbers",
+            "strnum": "a name or a number",
         }[self.kind]
         if self.choices is not None:
             what += " in {" + ", ".join(map(str, self.choices)) + "}"
@@ -364,6 +365,12 @@ def _coerce(value: Any, spec: Field) -> tuple[Any, str | None]:
     elif k == "strs":
         items = value if isinstance(value, list) else [value]
         out = tuple(items) if items and all(isinstance(v, str) for v in items) else None
+    elif k == "strnum":  # a keyword or a number, kept as text (e.g. loss.scaling: K | 2.5)
+        if isinstance(value, str):
+            out = value
+        else:
+            num = number(value, False)
+            out = None if num is None else repr(num)
     elif k == "floatmap":
         if not isinstance(value, Mapping) or not all(isinstance(n, str) for n in value):
             out = None

@@ -162,6 +162,17 @@ fine: {experiments: 32, block: 8, modes: 4, amplitude: 0.4, test_initial_conditi
 infer: {restarts: 2, iterations: 6, block: 8}
 predict: {samples: 100}
 """,
+    "partial": """\
+name: partial-executors
+method: partial
+seed: 8
+micro: {model: curie_weiss, temperature: 1.1, field: 0.1, size: 16}
+partial: {small_size: [8], pairs: 512, block: 256, pair_duration: 0.1}
+upsampling: {window: 8, stride: 4}
+sde: {epochs: 5, hidden: [16, 16]}
+truth: {runs: 10, block: 5, t_end: 2.0, save_every: 0.5}
+rollout: {paths: 50, dt: 0.05}
+""",
 }
 
 

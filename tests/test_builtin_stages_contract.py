@@ -15,6 +15,7 @@ STAGES = {
     "patch-1d": ("trajectories", "homogenized", "learn", "rollout"),
     "gaptooth-2d": ("trajectories", "homogenized", "learn", "rollout"),
     "probcg": ("fine", "infer", "reference", "predict"),
+    "partial": ("pairs", "sde", "truth", "rollout", "evaluation"),
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import eqfree, fdr, probcg
+from . import eqfree, fdr, partial, probcg
 from ._common import pyplot
 from .eqfree import dudt_1d, dudt_2d, implied_coefficients, rollout_1d, rollout_2d, rollout_error_2d, trajectories_1d
 from .fdr import estimator_costs, estimator_errors, macro_evolution, operator_entries, v_discr
@@ -32,7 +32,7 @@ __all__ = [
     "rollout_error_2d",
 ]
 
-FIGURES = fdr.FIGURES + eqfree.FIGURES + probcg.FIGURES
+FIGURES = fdr.FIGURES + eqfree.FIGURES + probcg.FIGURES + partial.FIGURES
 
 
 def plot_store(path: str | Path, out_dir: str | Path | None = None) -> list[Path]:

@@ -1,0 +1,540 @@
+"""Method ``partial`` (seed 002) as cgflow stages: Curie–Weiss end to end (REFERENCE-002 §0–§4, §6, §9).
+
+Stages (store groups), in order:
+
+``pairs`` (sweep; points = small sizes L_s, blocks of pairs)
+    Per block: small-system (L_s x L_s) heat-bath Glauber runs from the authors'
+    random initial magnetisations (m0 ~ U(-1, 1), REFERENCE §1b), snapshots every
+    ``snapshot_interval``; the snapshots are upsampled hierarchically to L inside
+    the task (:func:`~.upsampling.hierarchical_upsample`, fixed-time windows);
+    a share ``random_fraction`` of the large configurations is drawn at random
+    instead (the authors append random configurations at the last level, §3).
+    From each large snapshot one partial-evolution pair (§2): one uniform tile of
+    side L_s evolved for a *fixed* time ``pair_duration`` with the rest frozen,
+    z0 = phi(x_t), z1 = z0 + K (phi(x_{t+dt}) - phi(x_t)); and the baseline pair
+    (the tile's own observable before/after). A second, independent run of the
+    same snapshot for dt/2 gives ``increment_half``: the bias self-check (the
+    tile relaxes towards the frozen field at rate ~1, so E[z1 - z0] is a(m) dt
+    (1 - dt/2 + ...); the ratio E[Delta(dt)] / (2 E[Delta(dt/2)]) = 1 - dt/4 + ...
+    measures it). Snapshots are not stored (only what ``sde`` needs): the
+    upsampling and the pairs live in one task, so no sweep reads the store.
+``sde`` (partitioned reduce; one part per (variant, L_s))
+    :class:`~cgflow.learn.sde.SDEModel` fitted with lambda = K (variant
+    ``method``, on the partial-evolution pairs) or lambda = 1 (variant
+    ``baseline``, on the tile pairs). Stores the parameters (state_dict arrays),
+    drift b(m) and diffusion sigma^2(m) on a grid beside the exact a(m) and
+    (2/N)(1 - m tanh(beta(m + h))) (REFERENCE §9).
+``truth`` (sweep; points = initial magnetisations m0, blocks of runs)
+    Large-system (L x L) Glauber runs, m(t) at the save times.
+``rollout`` (partitioned reduce)
+    Euler–Maruyama rollouts of every fitted SDE from the same m0 at the same
+    save times; ensemble mean and standard deviation.
+``evaluation`` (reduce)
+    REFERENCE §6 relative error of the ensemble-mean trajectories, drift error,
+    sigma^2 ratio learned / exact, the bias self-check.
+
+Time unit everywhere: attempts per spin (each spin attempts a flip at rate 1;
+not the authors' "sweep" time, REFERENCE §8.4).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from ...engine.keys import BlockKey, block_stream, stage_id
+from ...engine.types import TIMING_ATTR, BlockOutput, Sweep
+from ...micro import glauber
+from .evolution import partial_evolution_pairs
+from .upsampling import hierarchical_upsample
+
+__all__ = ["PairSweep", "FitSDE", "TruthRuns", "SDERollout", "Evaluation", "VARIANTS"]
+
+#: The fitted variants: the method (partial-evolution pairs, lambda = K) and the baseline (tile pairs, lambda = 1).
+VARIANTS = ("method", "baseline")
+TIME_UNIT = "attempts per spin (every spin attempts a flip at rate 1); not the authors' sweep time"
+
+
+def _lazy(shape, chunks, dtype) -> da.Array:
+    return da.zeros(shape, chunks=chunks, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class _System:
+    """The physical system shared by the stages."""
+
+    model: str
+    temperature: float
+    field: float
+    size: int
+
+    @staticmethod
+    def system(spec) -> dict:
+        m = spec["micro"]
+        return dict(model=m["model"], temperature=m["temperature"], field=m["field"], size=m["size"])
+
+    def params(self, size: int | None = None) -> glauber.GlauberParams:
+        return glauber.GlauberParams(self.model, self.temperature, self.field, self.size if size is None else size)
+
+    @property
+    def observables(self) -> tuple:
+        return self.params().observable_names
+
+    def system_attrs(self) -> dict:
+        return dict(model=self.model, temperature=self.temperature, field=self.field, large_size=self.size,
+                    n_spins=self.size**2, time_unit=TIME_UNIT)
+
+
+# ============================================================================= pairs
+@dataclass(frozen=True)
+class PairSweep(_System):
+    """The ``pairs`` sweep stage (implements ``SweepStage``): snapshots -> upsampling -> partial-evolution pairs."""
+
+    seed: int = 0
+    small_sizes: tuple[int, ...] = (8,)
+    boundary: str = "frozen"
+    pairs: int = 4096
+    block: int = 512
+    pair_duration: float = 0.1
+    snapshots_per_run: int = 16
+    snapshot_interval: float = 1.0
+    random_fraction: float = 0.5
+    window: int = 16
+    stride: int = 8
+    window_time: float = 16.0
+    name: str = field(default="pairs", kw_only=True)
+
+    work_unit: ClassVar[str] = "training pairs"
+
+    @classmethod
+    def from_spec(cls, spec) -> "PairSweep":
+        p, u = spec["partial"], spec["upsampling"]
+        return cls(**_System.system(spec), seed=spec.seed, small_sizes=tuple(p["small_size"]), boundary=p["boundary"],
+                   pairs=p["pairs"], block=p["block"], pair_duration=p["pair_duration"],
+                   snapshots_per_run=p["snapshots_per_run"], snapshot_interval=p["snapshot_interval"],
+                   random_fraction=p["random_fraction"], window=u["window"], stride=u["stride"],
+                   window_time=u["window_time"])
+
+    @property
+    def sweep(self) -> Sweep:
+        return Sweep(len(self.small_sizes), self.pairs // self.block, self.block, {}, point_dim="small_size")
+
+    def n_tiles(self, small_size: int) -> int:
+        return (self.size // small_size) ** 2
+
+    def template(self) -> xr.Dataset:
+        S, n, b = len(self.small_sizes), self.pairs, self.block
+        obs = self.observables
+        d = len(obs)
+        ds = xr.Dataset(coords={"small_size": np.array(self.small_sizes, dtype=np.int64),
+                                "obs": np.array(obs, dtype=object),
+                                "n_tiles": ("small_size", np.array([self.n_tiles(s) for s in self.small_sizes]))})
+        desc = {
+            "z0": "phi(x_t) of the upsampled large snapshot (REFERENCE-002 §2)",
+            "z1": "method target z1_hat = phi(x_t) + phi(x_{t+dt, I}) - phi(x_{t, I}) (one tile I evolved, rest frozen)",
+            "z0_small": "baseline input: the evolved tile's own observable before the run",
+            "z1_small": "baseline target: the evolved tile's own observable after the run",
+            "increment_half": "z1_hat - z0 of an independent run of the same snapshot for dt/2 (bias self-check)",
+        }
+        for var, text in desc.items():
+            ds[var] = (("small_size", "replica", "obs"), _lazy((S, n, d), (1, b, d), np.float64))
+            ds[var].attrs["description"] = text
+        ds["dt"] = (("small_size", "replica"), _lazy((S, n), (1, b), np.float64))
+        ds["dt"].attrs["description"] = "duration of the tile run (attempts per spin)"
+        ds["source"] = (("small_size", "replica"), _lazy((S, n), (1, b), np.int8))
+        ds["source"].attrs["description"] = "0: upsampled small-system snapshot, 1: random large configuration (m0 ~ U(-1, 1))"
+        ds["tile"] = (("small_size", "replica"), _lazy((S, n), (1, b), np.int64))
+        ds.attrs.update(self.system_attrs(), boundary=self.boundary, pair_duration=self.pair_duration,
+                        snapshots_per_run=self.snapshots_per_run, snapshot_interval=self.snapshot_interval,
+                        random_fraction=self.random_fraction, upsampling_window=self.window,
+                        upsampling_stride=self.stride, upsampling_window_time=self.window_time,
+                        upsampling_clock="time", block_size=self.block)
+        return ds
+
+    def compute_block(self, point: int, block: int) -> BlockOutput:
+        Ls = self.small_sizes[point]
+        rng = block_stream(self.seed, BlockKey(self.name, point, block))
+        large = self.params()
+        B = self.block
+        n_rand = int(round(self.random_fraction * B))
+        n_up = B - n_rand
+        parts = []
+        if n_up:
+            small = self.params(Ls)
+            spr = self.snapshots_per_run
+            n_runs = -(-n_up // spr)
+            start = glauber.random_spins(n_runs, Ls, rng)  # the authors' initial states, m0 ~ U(-1, 1)
+            pool = np.empty((n_runs, spr, Ls, Ls), dtype=np.int8)
+            for r in range(n_runs):  # one run = one kernel call per saved snapshot
+                s = start[r]
+                pool[r, 0] = s
+                for k in range(1, spr):
+                    s, _ = glauber.run_time(s, [self.snapshot_interval], small, rng)
+                    pool[r, k] = s
+            pool = pool.reshape(-1, Ls, Ls)[:n_up]
+            parts.append(hierarchical_upsample(pool, self.size, large, rng, n_out=n_up, window=self.window,
+                                               stride=self.stride, boundary=self.boundary,
+                                               window_time=self.window_time))
+        if n_rand:
+            parts.append(glauber.random_spins(n_rand, self.size, rng))
+        x = np.concatenate(parts)
+        pp = partial_evolution_pairs(x, Ls, large, rng, self.boundary, duration=self.pair_duration)
+        half = partial_evolution_pairs(x, Ls, large, rng, self.boundary, duration=self.pair_duration / 2)
+        source = np.concatenate([np.zeros(n_up, np.int8), np.ones(n_rand, np.int8)])
+        arrays = {"z0": pp.z0, "z1": pp.z1_hat, "z0_small": pp.z0_tile, "z1_small": pp.z1_tile,
+                  "increment_half": half.z1_hat - half.z0, "dt": pp.dt, "source": source, "tile": pp.tile}
+        return BlockOutput(stats={}, arrays=arrays, work=B)
+
+    def expected_events(self) -> np.ndarray:
+        return np.full(len(self.small_sizes), float(self.pairs))
+
+    def measure_throughput(self, budget: float = 20.0) -> tuple[float, str]:
+        self.warmup()
+        start = time.perf_counter()
+        out = self.compute_block(0, 0)
+        return out.work / (time.perf_counter() - start), "one real block of the first small size"
+
+    def warmup(self) -> None:
+        glauber.warmup()
+
+
+# ============================================================================= truth
+@dataclass(frozen=True)
+class TruthRuns(_System):
+    """The ``truth`` sweep stage: large-system runs from fixed m0, m(t) at the save times."""
+
+    seed: int = 0
+    initial: tuple[float, ...] = (0.0, 0.25, -0.25, 0.5, -0.5)
+    runs: int = 20
+    block: int = 10
+    t_end: float = 20.0
+    save_every: float = 0.5
+    name: str = field(default="truth", kw_only=True)
+
+    work_unit: ClassVar[str] = "runs"
+
+    @classmethod
+    def from_spec(cls, spec) -> "TruthRuns":
+        t = spec["truth"]
+        return cls(**_System.system(spec), seed=spec.seed, initial=tuple(t["initial"]), runs=t["runs"],
+                   block=t["block"], t_end=t["t_end"], save_every=t["save_every"])
+
+    @property
+    def times(self) -> np.ndarray:
+        n = int(round(self.t_end / self.save_every))
+        return np.arange(n + 1) * self.save_every
+
+    @property
+    def sweep(self) -> Sweep:
+        return Sweep(len(self.initial), self.runs // self.block, self.block, {}, point_dim="m0")
+
+    def template(self) -> xr.Dataset:
+        P, n, T = len(self.initial), self.runs, len(self.times)
+        obs = self.observables
+        ds = xr.Dataset(coords={"m0": np.array(self.initial, dtype=float), "time": self.times,
+                                "obs": np.array(obs, dtype=object)})
+        ds["z"] = (("m0", "replica", "time", "obs"), _lazy((P, n, T, len(obs)), (1, self.block, T, len(obs)), np.float64))
+        ds["z"].attrs["description"] = "observables of the large system at the save times (m for Curie-Weiss)"
+        ds["time"].attrs["units"] = TIME_UNIT
+        ds.attrs.update(self.system_attrs(), initial_state="int((1 + m0) N / 2) up spins, uniformly shuffled",
+                        block_size=self.block)
+        return ds
+
+    def compute_block(self, point: int, block: int) -> BlockOutput:
+        rng = block_stream(self.seed, BlockKey(self.name, point, block))
+        p = self.params()
+        spins = glauber.random_spins(self.block, self.size, rng, m0=self.initial[point])
+        times = self.times
+        z = np.stack([glauber.run_time(s, times, p, rng)[1] for s in spins])  # one kernel call per run
+        return BlockOutput(stats={}, arrays={"z": z}, work=self.block)
+
+    def warmup(self) -> None:
+        glauber.warmup()
+
+
+# ============================================================================= sde
+def _single_thread() -> None:
+    """One XLA thread per worker process, if JAX has not started in it yet (else it is too late, and harmless)."""
+    from ...learn import _jax
+
+    if not _jax._backend_initialised():
+        _jax.configure_single_thread()
+
+
+def _model_kwargs(sigma: str, hidden: tuple, epsilon: float) -> dict:
+    return dict(hidden_layer_sizes=tuple(hidden), sigma=sigma, epsilon=epsilon)
+
+
+def _parts(small_sizes) -> tuple:
+    return tuple((v, int(s)) for v in VARIANTS for s in small_sizes)
+
+
+@dataclass(frozen=True)
+class FitSDE:
+    """The ``sde`` partitioned reduce: one SDEModel per (variant, small size)."""
+
+    upstream: str
+    seed: int
+    small_sizes: tuple[int, ...]
+    large_size: int
+    temperature: float
+    field: float
+    scaling: str = "K"
+    sigma: str = "cholesky"
+    hidden: tuple[int, ...] = (64, 64, 64)
+    epochs: int = 100
+    batch_size: int = 1024
+    learning_rate: float = 1e-2
+    epsilon: float = 1e-6
+    grid: int = 101
+    name: str = field(default="sde", kw_only=True)
+
+    @classmethod
+    def from_spec(cls, spec, pairs) -> "FitSDE":
+        from ...engine.types import fingerprint
+
+        s = spec["sde"]
+        return cls(upstream=fingerprint(pairs), seed=spec.seed, small_sizes=tuple(spec["partial"]["small_size"]),
+                   large_size=spec["micro"]["size"], temperature=spec["micro"]["temperature"],
+                   field=spec["micro"]["field"], scaling=spec["loss"]["scaling"], sigma=s["sigma"],
+                   hidden=tuple(s["hidden"]), epochs=s["epochs"], batch_size=s["batch_size"],
+                   learning_rate=s["learning_rate"], epsilon=s["epsilon"], grid=s["grid"])
+
+    def loss_scaling(self, variant: str, small_size: int) -> float:
+        if variant == "baseline":
+            return 1.0
+        return float((self.large_size // small_size) ** 2) if self.scaling == "K" else float(self.scaling)
+
+    @property
+    def m_grid(self) -> np.ndarray:
+        return np.linspace(-1.0, 1.0, self.grid)
+
+    def parts(self) -> tuple:
+        return _parts(self.small_sizes)
+
+    def compute_part(self, tree: xr.DataTree, part) -> dict:
+        from ...learn.sde import SDEModel
+
+        _single_thread()
+        variant, Ls = part
+        ds = tree["pairs"].to_dataset().sel(small_size=Ls)
+        if variant == "method":
+            z0, z1 = ds["z0"].values, ds["z1"].values
+        else:
+            z0, z1 = ds["z0_small"].values, ds["z1_small"].values
+        dt = ds["dt"].values
+        key = (self.seed, stage_id(self.name), VARIANTS.index(variant), self.small_sizes.index(Ls))
+        model = SDEModel(**_model_kwargs(self.sigma, self.hidden, self.epsilon),
+                         loss_scaling=self.loss_scaling(variant, Ls), learning_rate=self.learning_rate,
+                         epochs=self.epochs, batch_size=self.batch_size, random_state=key)
+        start = time.process_time()
+        model.fit(z0, z1, dt)
+        seconds = time.process_time() - start
+        g = self.m_grid[:, None]
+        state = model.state_dict()
+        state.pop("format")
+        return dict(state=state, drift=model.drift(g)[:, 0], diffusion=model.diffusion(g)[:, 0, 0],
+                    loss=np.asarray(model.loss_curve_, float), seconds=seconds,
+                    visited=np.quantile(z0[:, 0], [0.01, 0.99]))
+
+    def combine(self, tree: xr.DataTree, results) -> xr.Dataset:
+        S = self.small_sizes
+        m = self.m_grid
+        N = self.large_size**2
+        res = [[results[(v, s)] for s in S] for v in VARIANTS]
+        out = xr.Dataset(coords={"variant": np.array(VARIANTS, dtype=object), "small_size": np.array(S, np.int64),
+                                 "m": m, "epoch": np.arange(self.epochs),
+                                 "bound": np.array(["low", "high"], dtype=object)})
+        out["drift"] = (("variant", "small_size", "m"), np.array([[r["drift"] for r in row] for row in res]))
+        out["drift"].attrs["description"] = "learned drift b(m) per unit time"
+        out["diffusion"] = (("variant", "small_size", "m"), np.array([[r["diffusion"] for r in row] for row in res]))
+        out["diffusion"].attrs["description"] = "learned sigma sigma^T (m): variance of an increment of m per unit time"
+        out["drift_exact"] = ("m", glauber.cw_drift(m, self.temperature, self.field))
+        out["drift_exact"].attrs["description"] = "a(m) = -m + tanh(beta (m + h)) (REFERENCE-002 §9)"
+        out["diffusion_exact"] = ("m", glauber.cw_diffusion(m, self.temperature, self.field, N))
+        out["diffusion_exact"].attrs["description"] = "(2/N)(1 - m tanh(beta (m + h))) of the large system, N = L**2"
+        out["diffusion_exact_small"] = (("small_size", "m"), np.array(
+            [glauber.cw_diffusion(m, self.temperature, self.field, s * s) for s in S]))
+        out["diffusion_exact_small"].attrs["description"] = "the small system's (2/N_s)(1 - m tanh(...)): what lambda = 1 recovers"
+        out["loss_scaling"] = (("variant", "small_size"), np.array([[self.loss_scaling(v, s) for s in S] for v in VARIANTS]))
+        out["visited"] = (("variant", "small_size", "bound"), np.array([[r["visited"] for r in row] for row in res]))
+        out["visited"].attrs["description"] = "1% and 99% quantiles of the training z0 (the range the data inform)"
+        out["loss_curve"] = (("variant", "small_size", "epoch"), np.array([[r["loss"] for r in row] for row in res]))
+        out["fit_cpu_seconds"] = (("variant", "small_size"), np.array([[r["seconds"] for r in row] for row in res]))
+        out["fit_cpu_seconds"].attrs[TIMING_ATTR] = True
+        for key in res[0][0]["state"]:
+            arr = np.array([[r["state"][key] for r in row] for row in res])
+            safe = "param_" + key.replace(".", "_")
+            dims = ("variant", "small_size") + tuple(f"{safe}_dim{i}" for i in range(arr.ndim - 2))
+            out[safe] = (dims, arr)
+            out[safe].attrs["state_key"] = key
+        from ...learn.sde import STATE_FORMAT
+
+        out.attrs.update(sigma=self.sigma, hidden=list(self.hidden), epsilon=self.epsilon, epochs=self.epochs,
+                         batch_size=self.batch_size, learning_rate=self.learning_rate, scaling=self.scaling,
+                         state_format=STATE_FORMAT, n_spins=N, upstream=self.upstream, time_unit=TIME_UNIT)
+        return out
+
+    def compute(self, tree: xr.DataTree) -> xr.Dataset:
+        return self.combine(tree, {p: self.compute_part(tree, p) for p in self.parts()})
+
+
+def load_model(sde: xr.Dataset, variant: str, small_size: int):
+    """Rebuild the fitted :class:`~cgflow.learn.sde.SDEModel` of (variant, small size) from the ``sde`` group."""
+    from ...learn.sde import SDEModel
+
+    a = sde.attrs
+    sel = sde.sel(variant=variant, small_size=small_size)
+    state = {"format": np.array(int(a["state_format"]))}
+    for name, var in sel.data_vars.items():
+        if "state_key" in var.attrs:
+            state[var.attrs["state_key"]] = np.asarray(var.values, dtype=np.float64)
+    model = SDEModel(**_model_kwargs(a["sigma"], tuple(a["hidden"]), float(a["epsilon"])))
+    return model.load_state_dict(state)
+
+
+# ============================================================================= rollout
+@dataclass(frozen=True)
+class SDERollout:
+    """The ``rollout`` partitioned reduce: Euler–Maruyama ensembles of every fitted SDE from the truth's m0."""
+
+    upstream: str
+    seed: int
+    small_sizes: tuple[int, ...]
+    paths: int = 200
+    dt: float = 0.05
+    name: str = field(default="rollout", kw_only=True)
+
+    @classmethod
+    def from_spec(cls, spec, sde, truth) -> "SDERollout":
+        from ...engine.types import fingerprint
+
+        r = spec["rollout"]
+        return cls(upstream=fingerprint(sde) + fingerprint(truth), seed=spec.seed,
+                   small_sizes=tuple(spec["partial"]["small_size"]), paths=r["paths"], dt=r["dt"])
+
+    def parts(self) -> tuple:
+        return _parts(self.small_sizes)
+
+    def compute_part(self, tree: xr.DataTree, part) -> dict:
+        _single_thread()
+        variant, Ls = part
+        truth = tree["truth"].to_dataset()
+        times, m0 = truth["time"].values, truth["m0"].values
+        save_every = int(round((times[1] - times[0]) / self.dt)) if len(times) > 1 else 1
+        n_steps = save_every * (len(times) - 1)
+        model = load_model(tree["sde"].to_dataset(), variant, Ls)
+        z0 = np.repeat(m0, self.paths)[:, None]
+        key = (self.seed, stage_id(self.name), VARIANTS.index(variant), self.small_sizes.index(Ls))
+        paths = model.rollout(z0, self.dt, n_steps, key, save_every=save_every)[..., 0]
+        paths = paths.reshape(len(m0), self.paths, len(times))
+        return dict(mean=paths.mean(axis=1), std=paths.std(axis=1, ddof=1) if self.paths > 1 else np.zeros_like(paths[:, 0]))
+
+    def combine(self, tree: xr.DataTree, results) -> xr.Dataset:
+        truth = tree["truth"].to_dataset()
+        S = self.small_sizes
+        res = [[results[(v, s)] for s in S] for v in VARIANTS]
+        out = xr.Dataset(coords={"variant": np.array(VARIANTS, dtype=object), "small_size": np.array(S, np.int64),
+                                 "m0": truth["m0"].values, "time": truth["time"].values})
+        dims = ("variant", "small_size", "m0", "time")
+        out["m_mean"] = (dims, np.array([[r["mean"] for r in row] for row in res]))
+        out["m_mean"].attrs["description"] = f"ensemble mean of {self.paths} Euler-Maruyama paths (REFERENCE-002 §0)"
+        out["m_std"] = (dims, np.array([[r["std"] for r in row] for row in res]))
+        out.attrs.update(paths=self.paths, dt=self.dt, upstream=self.upstream, time_unit=TIME_UNIT)
+        return out
+
+    def compute(self, tree: xr.DataTree) -> xr.Dataset:
+        return self.combine(tree, {p: self.compute_part(tree, p) for p in self.parts()})
+
+
+# ============================================================================= evaluation
+def relative_error(pred_mean: np.ndarray, true_mean: np.ndarray) -> np.ndarray:
+    """REFERENCE-002 §6: sum_t (e_pred - e_true)^2 / sum_t e_true^2 over the last axis (time)."""
+    return ((pred_mean - true_mean) ** 2).sum(axis=-1) / (true_mean**2).sum(axis=-1)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The ``evaluation`` reduce: errors of every fitted SDE against the exact laws and the large-system runs."""
+
+    upstream: str
+    temperature: float
+    field: float
+    name: str = field(default="evaluation", kw_only=True)
+
+    @classmethod
+    def from_spec(cls, spec, *stages) -> "Evaluation":
+        from ...engine.types import fingerprint
+
+        return cls(upstream="".join(fingerprint(s) for s in stages), temperature=spec["micro"]["temperature"],
+                   field=spec["micro"]["field"])
+
+    def compute(self, tree: xr.DataTree) -> xr.Dataset:
+        sde = tree["sde"].to_dataset().load()
+        roll = tree["rollout"].to_dataset().load()
+        truth = tree["truth"].to_dataset().load()
+        pairs = tree["pairs"].to_dataset().load()
+        true_mean = truth["z"].isel(obs=0).mean("replica")  # (m0, time)
+        per_m0 = relative_error(roll["m_mean"].values, true_mean.values[None, None])
+        out = xr.Dataset(coords={"variant": sde["variant"].values, "small_size": sde["small_size"].values,
+                                 "m0": truth["m0"].values})
+        out["relative_error_per_m0"] = (("variant", "small_size", "m0"), per_m0)
+        out["relative_error"] = (("variant", "small_size"), per_m0.mean(axis=-1))
+        out["relative_error"].attrs["description"] = (
+            "REFERENCE-002 §6: per m0 sum_t (mean_pred - mean_true)^2 / sum_t mean_true^2 over the save times, "
+            "mean over m0")
+        m = sde["m"].values
+        a = sde["drift_exact"].values
+        s2 = sde["diffusion_exact"].values
+        lo, hi = sde["visited"].sel(bound="low").values, sde["visited"].sel(bound="high").values
+        V, S = sde.sizes["variant"], sde.sizes["small_size"]
+        derr, sratio = np.empty((V, S)), np.empty((V, S))
+        for i in range(V):
+            for j in range(S):
+                inside = (m >= lo[i, j]) & (m <= hi[i, j])
+                b = sde["drift"].values[i, j]
+                derr[i, j] = np.max(np.abs(b - a)[inside]) / np.max(np.abs(a[inside]))
+                sratio[i, j] = np.mean(sde["diffusion"].values[i, j][inside] / s2[inside])
+        out["drift_error"] = (("variant", "small_size"), derr)
+        out["drift_error"].attrs["description"] = "max |b - a| / max |a| over the visited range of m (1%-99% of training z0)"
+        out["sigma2_ratio"] = (("variant", "small_size"), sratio)
+        out["sigma2_ratio"].attrs["description"] = (
+            "mean over the visited range of learned sigma^2(m) / (2/N)(1 - m tanh(beta(m+h))), N = L**2: "
+            "1 for the method (lambda = K), K for the baseline (lambda = 1)")
+        out["n_tiles"] = ("small_size", pairs["n_tiles"].values)
+        # bias self-check of the fixed-duration tile runs: E[Delta(dt)] / (2 E[Delta(dt/2)]), projected on a(z0)
+        z0 = pairs["z0"].isel(obs=0).values
+        w = glauber.cw_drift(z0, self.temperature, self.field)
+        full = ((pairs["z1"] - pairs["z0"]).isel(obs=0).values * w).sum(axis=-1)
+        half = (pairs["increment_half"].isel(obs=0).values * w).sum(axis=-1)
+        ratio = full / (2.0 * half)
+        x = (pairs["z1"] - pairs["z0"]).isel(obs=0).values * w
+        y = pairs["increment_half"].isel(obs=0).values * w
+        n = x.shape[-1]
+        rel = np.sqrt(x.var(axis=-1, ddof=1) / (n * x.mean(axis=-1) ** 2) + y.var(axis=-1, ddof=1) / (n * y.mean(axis=-1) ** 2))
+        out["dt_halving_ratio"] = ("small_size", ratio)
+        out["dt_halving_ratio_stderr"] = ("small_size", np.abs(ratio) * rel)
+        out["dt_halving_ratio_stderr"].attrs["description"] = "delta-method standard error (runs independent given z0)"
+        out["dt_halving_ratio"].attrs["description"] = (
+            "sum a(z0) Delta(dt) / (2 sum a(z0) Delta(dt/2)) over the pairs: 1 if increments grow linearly in dt; "
+            "a tile relaxing at rate 1 towards the frozen field gives (1 + exp(-dt/2))/2 ~ 1 - dt/4, i.e. a drift "
+            "bias ~ 2 (ratio - 1)")
+        out["drift_bias_estimate"] = ("small_size", 2.0 * (ratio - 1.0))
+        out.attrs.update(upstream=self.upstream, pair_duration=float(pairs.attrs["pair_duration"]),
+                         n_spins=int(sde.attrs["n_spins"]))
+        return out
+
+
+def build(spec) -> dict:
+    """Every stage of the method from a validated spec, chained by fingerprints."""
+    pairs = PairSweep.from_spec(spec)
+    sde = FitSDE.from_spec(spec, pairs)
+    truth = TruthRuns.from_spec(spec)
+    roll = SDERollout.from_spec(spec, sde, truth)
+    ev = Evaluation.from_spec(spec, pairs, sde, truth, roll)
+    return {"pairs": pairs, "sde": sde, "truth": truth, "rollout": roll, "evaluation": ev}

@@ -1,0 +1,167 @@
+"""Method partial (seed 002) end to end on Curie–Weiss: pairs -> sde -> truth -> rollout -> evaluation.
+
+One small run in process (``--serial``): L = 16, L_s in {4, 8} (K = 16, 4),
+2048 pairs per size. The exact oracle is REFERENCE-002 §9: with lambda = K the
+learned sigma^2 is the large system's (2/N)(1 - m tanh(beta(m + h))), with
+lambda = 1 it is K times larger; the drift is a(m) = -m + tanh(beta(m + h)).
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from cgflow import open_run
+from cgflow.engine import check_stage
+from cgflow.methods.partial.stages import PairSweep, TruthRuns, load_model, relative_error
+from cgflow.micro import glauber
+
+from ..conftest import cgflow_cmd
+
+SPEC = """\
+name: cw-test
+method: partial
+seed: 7
+micro: {model: curie_weiss, temperature: 1.1, field: 0.1, size: 16}
+partial: {small_size: [4, 8], pairs: 2048, block: 512, pair_duration: 0.1}
+upsampling: {window: 8, stride: 4}
+sde: {epochs: 30, hidden: [32, 32]}
+truth: {runs: 20, block: 10, t_end: 10.0, save_every: 0.5}
+rollout: {paths: 100, dt: 0.05}
+"""
+
+
+def run(spec_text, tmp, check=True):
+    (tmp / "spec.yaml").write_text(spec_text)
+    store = tmp / "run.zarr"
+    proc = subprocess.run(cgflow_cmd("run", str(tmp / "spec.yaml"), "--store", str(store), "--serial", "--no-progress"),
+                          capture_output=True, text=True, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return store, proc
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return run(SPEC, tmp_path_factory.mktemp("cw"))[0]
+
+
+def test_layout(store):
+    tree = open_run(store)
+    assert set(tree.children) >= {"pairs", "sde", "truth", "rollout", "evaluation"}
+    pairs = tree["pairs"]
+    assert pairs["z0"].dims == ("small_size", "replica", "obs") and pairs["z0"].shape == (2, 2048, 1)
+    assert list(pairs["small_size"].values) == [4, 8] and list(pairs["n_tiles"].values) == [16, 4]
+    assert np.all(pairs["dt"].values == 0.1)
+    # half of the pairs start from random configurations, half from upsampled small-system snapshots
+    assert pairs["source"].values.mean() == pytest.approx(0.5)
+    # z0 is the whole lattice's m (a multiple of 2/N); the method's increment is K x a tile change
+    N = 256
+    z0 = pairs["z0"].values[..., 0]
+    assert np.allclose(np.round(z0 * N / 2) * 2 / N, z0)
+    inc = (pairs["z1"] - pairs["z0"]).values[..., 0]
+    small = (pairs["z1_small"] - pairs["z0_small"]).values[..., 0]
+    assert np.allclose(inc, small)  # CW frozen: K * (tile change / K) = the tile's own change of m
+    sde = tree["sde"]
+    assert sde["drift"].dims == ("variant", "small_size", "m")
+    assert list(sde["variant"].values) == ["method", "baseline"]
+    assert sde["loss_scaling"].sel(variant="method").values.tolist() == [16.0, 4.0]
+    assert sde["loss_scaling"].sel(variant="baseline").values.tolist() == [1.0, 1.0]
+    truth = tree["truth"]
+    assert truth["z"].shape == (5, 20, 21, 1)
+    assert np.allclose(truth["z"].values[:, :, 0, 0], truth["m0"].values[:, None])  # exact initial m0
+    assert tree["rollout"]["m_mean"].shape == (2, 2, 5, 21)
+    assert "attempts per spin" in truth.attrs["time_unit"]
+
+
+def test_learned_diffusion_is_the_large_systems(store):
+    """REFERENCE §9: lambda = K recovers (2/N)(1 - m tanh), lambda = 1 is K times larger.
+
+    2048 pairs: a variance from n pairs has relative error sqrt(2/n) = 3%; the
+    fixed-duration tile runs (dt = 0.1) shrink it by ~(1 - e^{-dt})/dt = 0.95
+    (the tile relaxes at rate ~1); the MLP adds a few %. Tolerance 15%.
+    """
+    ev = open_run(store)["evaluation"]
+    ratio = ev["sigma2_ratio"]
+    K = ev["n_tiles"].values
+    assert np.all(np.abs(ratio.sel(variant="method").values - 1.0) < 0.15), ratio.values
+    assert np.all(np.abs(ratio.sel(variant="baseline").values / K - 1.0) < 0.15), ratio.values
+
+
+def test_learned_model_reloads_and_matches_stored_grid(store):
+    tree = open_run(store)
+    sde = tree["sde"].to_dataset().load()
+    model = load_model(sde, "method", 8)
+    g = sde["m"].values[:, None]
+    np.testing.assert_array_equal(model.drift(g)[:, 0], sde["drift"].sel(variant="method", small_size=8).values)
+    np.testing.assert_array_equal(model.diffusion(g)[:, 0, 0], sde["diffusion"].sel(variant="method", small_size=8).values)
+
+
+def test_drift_and_rollout(store):
+    tree = open_run(store)
+    ev = tree["evaluation"]
+    # the drift is a(m) over the visited range for the larger tile (K = 4; K = 16 is noisier at 2048 pairs)
+    assert ev["drift_error"].sel(variant="method", small_size=8).values <  0.3
+    # relative error recomputed from the stored ensembles (REFERENCE §6)
+    true = tree["truth"]["z"].values[..., 0].mean(axis=1)
+    pred = tree["rollout"]["m_mean"].values
+    np.testing.assert_allclose(ev["relative_error"].values, relative_error(pred, true[None, None]).mean(axis=-1))
+    assert ev["relative_error"].sel(variant="method", small_size=8).values <  0.05
+    # late times (t in [8.5, 10]) of every m0: 20 true runs of N = 256 spins give a mean with standard error
+    # ~ sqrt(2.45 / 256 / 20) = 0.02 (REFERENCE §9); the learned SDE is within 0.1 of it
+    late_true = true[:, -4:].mean(axis=1)
+    late = tree["rollout"]["m_mean"].sel(variant="method", small_size=8).values[:, -4:].mean(axis=1)
+    assert np.all(np.abs(late - late_true) < 0.1), (late, late_true)
+    # and the large system approaches the exact fixed point m* = 0.4907 from below
+    assert np.all(late_true < glauber.cw_fixed_point(1.1, 0.1)["m_star"] + 0.05)
+
+
+def test_dt_halving_self_check_is_stored(store):
+    ev = open_run(store)["evaluation"]
+    r, se = ev["dt_halving_ratio"].values, ev["dt_halving_ratio_stderr"].values
+    assert np.all(se > 0) and np.all(np.isfinite(r))
+    # expected (1 + e^{-dt/2})/2 = 0.975 at dt = 0.1, within 4 standard errors
+    assert np.all(np.abs(r - 0.5 * (1 + np.exp(-0.05))) < 4 * se + 1e-12), (r, se)
+
+
+def test_sweep_stages_meet_the_contract():
+    pairs = PairSweep(model="curie_weiss", temperature=1.1, field=0.1, size=16, seed=3, small_sizes=(4, 8),
+                      pairs=64, block=32, pair_duration=0.1, snapshots_per_run=4, window=8, stride=4)
+    check_stage(pairs)
+    truth = TruthRuns(model="curie_weiss", temperature=1.1, field=0.1, size=16, seed=3, initial=(0.0, 0.5),
+                      runs=4, block=2, t_end=2.0, save_every=0.5)
+    check_stage(truth)
+
+
+@pytest.mark.parametrize("change, key", [
+    ("micro: {model: ising3d, temperature: 1.1, field: 0.1, size: 16}", "micro.model"),
+    ("micro: {model: curie_weiss, temperature: 1.1, field: 0.1, size: 20}", "partial.small_size"),
+    ("micro: {model: curie_weiss, temperature: 1.1, field: 0.1, size: 16}\npartial: {small_size: 8, large_size: 32}",
+     "partial.large_size"),
+    ("loss: {scaling: lots}", "loss.scaling"),
+])
+def test_bad_specs_exit_2_naming_the_key(tmp_path, change, key):
+    lines = SPEC.splitlines()
+    head = change.split(":")[0]
+    if head == "micro" and "partial" in change:
+        lines = [ln for ln in lines if not ln.startswith(("micro:", "partial:"))]
+    else:
+        lines = [ln for ln in lines if not ln.startswith(head + ":")]
+    text = "\n".join(lines + [change]) + "\n"
+    store, proc = run(text, tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert key in proc.stderr
+    assert not store.exists()
+
+
+def test_reduce_stages_meet_the_contract(store):
+    """sde, rollout, evaluation: deterministic, and compute == combine(parts) for the partitioned ones."""
+    from cgflow.methods import build_stages
+    from cgflow.spec import load_spec
+
+    stages = {s.name: s for s in build_stages(load_spec(store.parent / "spec.yaml"))}
+    tree = open_run(store)
+    for name in ("sde", "rollout", "evaluation"):
+        check_stage(stages[name], tree)
