@@ -125,11 +125,11 @@ def _interactive() -> bool:
     return sys.stderr.isatty()
 
 
-def _progress(total: int, initial: int, desc: str, enabled: bool, unit: str = "block"):
+def _progress(total: int | None, initial: int, desc: str, enabled: bool, unit: str = "block", bar_format: str | None = None):
     from tqdm.auto import tqdm
 
     return tqdm(
-        total=total, initial=initial, desc=desc, unit=unit, disable=not enabled, file=sys.stderr,
+        total=total, initial=initial, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, bar_format=bar_format,
         dynamic_ncols=True, mininterval=0.1 if _interactive() else 10.0,  # logs get a line every 10 s
     )
 
@@ -160,7 +160,9 @@ class DelayedProgress:
         with self._lock:
             if self._closed.is_set():
                 return
-            self._bar = _progress(self.total, self.n, self.desc, True, self.unit)
+            # nothing to count (yet): say that it runs, and for how long
+            running = "{desc}: running for {elapsed}" if self.total is None else None
+            self._bar = _progress(self.total, self.n, self.desc, True, self.unit, bar_format=running)
         interval = 0.5 if _interactive() else 10.0
         while not self._closed.wait(interval):
             with self._lock:
@@ -188,6 +190,7 @@ class DelayedProgress:
             self.n = done
             if self._bar is not None:
                 self._bar.total = total
+                self._bar.bar_format = None
                 self._bar.update(step)
 
     def close(self) -> None:
