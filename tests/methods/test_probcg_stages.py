@@ -213,3 +213,22 @@ def test_bad_specs_exit_2_naming_the_key(tmp_path, change, key):
     assert proc.returncode == 2, proc.stderr
     assert key in proc.stderr, proc.stderr
     assert not store.exists()
+
+
+def test_shock_measurements_on_a_steepening_moving_front():
+    from cgflow.methods.probcg.shock import formation_step, shock_speed, shock_track
+
+    n, T = 24, 30
+    y = -1 + (np.arange(n) + 0.5) * 2 / n
+    rows = []
+    for k in range(T):
+        centre = -0.5 + k / 24.0  # moves at 1/24 per step, one bin every two steps
+        width = max(0.6 * (1 - k / 10), 0.02)  # steepens until step 10, then stays sharp
+        d = ((y - centre + 1) % 2) - 1
+        rows.append(1 + 0.5 * np.tanh(-d / width) * (np.abs(d) < 0.8))
+    position, height = shock_track(np.array(rows))
+    formed = formation_step(height)
+    assert 7 <= formed <= 10
+    assert abs(shock_speed(position, formed) - 1 / 24) < 0.1 / 24
+    with pytest.raises(ValueError, match="bins >= 3"):
+        shock_track(np.ones((3, 2)))

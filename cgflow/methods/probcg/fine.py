@@ -204,6 +204,7 @@ class ReferenceRuns:
         ds["counts"] = (("ic", "replica", "step", "obs_bin"), _lazy((n_ic, R, T, nb), (1, self.block, T, nb), np.int32))
         ds["counts"].attrs["description"] = f"walkers per observation bin ({nb} bins) at coarse steps 0..{self.steps} of each fine-grained run"
         ds.attrs.update(self.model.conventions(), initial=self.initial, observe_bins=nb,
+                        **({"sine_amplitude": self.sine_amplitude} if self.initial == "sine" else {}),
                         note="all replicas of an initial condition start from the same fine state x0 (drawn once per ic)")
         return ds
 

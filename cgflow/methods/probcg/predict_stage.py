@@ -26,6 +26,7 @@ from ...engine import BlockKey, block_stream
 from .data import load_count_data
 from .features import centred_log_counts
 from .predict import posterior_predictive
+from .shock import formation_step, shock_speed, shock_track
 
 __all__ = ["PosteriorPredictive"]
 
@@ -101,6 +102,11 @@ class PosteriorPredictive:
             "pair": (pred.pair_mean, pred.pair_lo, pred.pair_hi),
         }
         out = {"blown": pred.blown_fraction}
+        for source, density in (("predicted", pred.density_mean), ("fine_grained", coarse.mean(axis=0) / n_f)):
+            position, height = shock_track(density)
+            formed = formation_step(height)
+            out[f"shock_{source}"] = {"position": position, "height": height, "formation": formed,
+                                      "speed": shock_speed(position, formed)}
         for obs in OBSERVABLES:
             mean, lo, hi = predicted[obs]
             t = truth[obs]  # (R, T, ...)
@@ -126,6 +132,23 @@ class PosteriorPredictive:
         ds["coverage"] = (("observable", "ic", "step"), np.stack([[results[i][o]["coverage"] for i in ics] for o in OBSERVABLES]))
         ds["abs_error"] = (("observable", "ic", "step"), np.stack([[results[i][o]["abs_error"] for i in ics] for o in OBSERVABLES]))
         ds["blown_fraction"] = (("ic", "step"), np.stack([results[i]["blown"] for i in ics]))
+        sources = ("predicted", "fine_grained")
+        ds.coords["source"] = np.array(sources, dtype=object)
+        for key in ("position", "height"):
+            ds[f"shock_{key}"] = (("source", "ic", "step"), np.stack([[results[i][f"shock_{s}"][key] for i in ics] for s in sources]))
+        for key in ("formation", "speed"):
+            ds[f"shock_{key}"] = (("source", "ic"), np.array([[results[i][f"shock_{s}"][key] for i in ics] for s in sources]))
+        ds["shock_position"].attrs["description"] = "right edge of the bin pair with the largest drop rho_j - rho_j+1 (a rightward Burgers shock)"
+        ds["shock_formation"].attrs["description"] = "first step whose largest drop reaches 80% of its maximum over the horizon"
+        ds["shock_speed"].attrs["description"] = "least-squares slope of the unwrapped shock position after formation (per coarse step)"
+        ref_attrs = tree["reference"].attrs if "reference" in tree.children else {}
+        if ref_attrs.get("law") == "burgers" and ref_attrs.get("initial") == "sine":
+            from ...micro import walkers as wk
+
+            c, amplitude = float(ref_attrs["density_scale"]), float(ref_attrs["sine_amplitude"])
+            ds.attrs.update(shock_time_mean_field=wk.burgers_shock_time(0.5, amplitude, c), shock_speed_rankine_hugoniot=c * 0.5,
+                            shock_note="inviscid mean field of rho_t + (c rho^2 / 2)_y = 0, rho normalised to mean 1/2 "
+                            "(REFERENCE-003 §6); the walkers' mean field has viscosity step^2 / (2 dt)")
         ds["coverage"].attrs["description"] = "fraction of single fine-grained values (every replica and bin) inside the 95% predictive interval"
         ds["abs_error"].attrs["description"] = "max over bins of |predictive mean - fine-grained ensemble mean|"
         ds["blown_fraction"].attrs["description"] = "fraction of predictive samples whose quadratic law blew up (|X| > 50)"
