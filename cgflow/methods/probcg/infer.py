@@ -194,6 +194,10 @@ class VariationalFit:
         ds["mu_theta_trace"] = (("restart", "iteration", "feature"), padded("trace_mu_theta", (len(names),)))
         ds["v_inv_trace"] = (("restart", "iteration"), padded("trace_v_inv"))
         ds["iterations"] = ("restart", np.array(iterations))
+        ds["converged"] = ("restart", np.array([self._converged(x) for x in states]))
+        ds["converged"].attrs["description"] = (
+            "the stopping rule held at the last iteration; False: the restart stopped at infer.iterations "
+            "(raise it, or read the traces before trusting the coefficients)")
         ds["final_elbo"] = ("restart", final)
         ds["final_elbo"].attrs["description"] = f"mean ELBO of the last {window} iterations: the restart with the highest is reported"
         ds["best_restart"] = ((), best)
