@@ -32,7 +32,7 @@ def run(n: int, workers: int, iterations: int, block: int, tmp: Path) -> dict:
     cmd = [str(Path(sys.executable).with_name("cgflow")), "run", str(ROOT / "workflows/probcg-advdiff-quick.yaml"),
            "--store", str(store), "--workers", str(workers), "--no-progress",
            "--set", f"fine.experiments={n}", "--set", f"fine.block={block}", "--set", f"infer.block={block}",
-           "--set", f"infer.iterations={iterations}", "--set", "infer.tolerance=1e-300", "--set", "infer.restarts=1",
+           "--set", f"infer.iterations={iterations}", "--set", "infer.tolerance=1e-300", "--set", "infer.relative_tolerance=0", "--set", "infer.stop_z=0", "--set", "infer.restarts=1",
            "--set", "stages=[fine, infer]"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:

@@ -328,13 +328,73 @@ def test_stopping_rule_and_callback():
     X0, counts, settings = small_fit()
     loose = dataclasses.replace(settings, max_iter=200, theta_tol=0.5, elbo_tol=1e3, window=4)
     res = I.fit_vi(X0, counts, 4800, 2, loose, factory(1))
-    assert res.best.converged and res.best.iteration == 5  # first iteration the window is full
-    strict = dataclasses.replace(settings, max_iter=8, theta_tol=1e-12, window=4)
+    assert res.best.converged and res.best.iteration == 4  # first iteration the window is full
+    strict = dataclasses.replace(settings, max_iter=8, theta_tol=1e-12, theta_rel_tol=0.0, stop_z=0.0, window=4)
     res = I.fit_vi(X0, counts, 4800, 2, strict, factory(1))
     assert not res.best.converged and res.best.iteration == 8
     seen = []
     res = I.fit_vi(X0, counts, 4800, 2, strict, factory(1), callback=lambda s: seen.append(s.iteration) or s.iteration == 3)
     assert seen == [1, 2, 3] and res.best.iteration == 3
+
+
+def noisy_traces(seed, T=40, L=30, theta_noise=3e-4, elbo_noise=4.0, theta_slope=0.0, elbo_slope=0.0):
+    """Traces like a plateaued fit: SVI jitter of mu_theta ~3e-4, ELBO Monte Carlo noise ±4 (REFERENCE-003 §3)."""
+    rng = make_rng(seed)
+    t = np.arange(T, dtype=float)
+    theta = 0.2 + theta_slope * t[:, None] + theta_noise * rng.standard_normal((T, L))
+    elbo = -6450.0 + elbo_slope * t + elbo_noise * rng.standard_normal(T)
+    return elbo, theta
+
+
+def test_plateau_fires_on_a_noisy_plateau_and_not_on_a_trend():
+    settings = I.VISettings()  # window 10, theta_tol 1e-4, theta_rel_tol 0.1, stop_z 3, elbo_tol 0.1
+    sd = np.full(30, 2e-3)  # posterior s.d. of theta
+    N = 64
+    # a plateau with the noise of the old rule's failure: per-iteration |delta mu_theta| ~ 4e-4 > theta_tol,
+    # so a per-iteration test never fires; the new rule fires on (nearly) every window
+    fired = [I.plateau(*noisy_traces(s), sd, N, settings) for s in range(20)]
+    elbo, theta = noisy_traces(0)
+    assert np.abs(np.diff(theta[-10:], axis=0)).max() > settings.theta_tol
+    assert sum(fired) >= 15, fired
+    # a trend in one coefficient of 0.1 posterior s.d. per iteration (1 s.d. per window) does not stop the fit
+    for s in range(20):
+        elbo, theta = noisy_traces(s)
+        theta[:, 7] += 2e-4 * np.arange(theta.shape[0])
+        assert not I.plateau(elbo, theta, sd, N, settings)
+    # nor does a rising ELBO (4 per iteration: 40 per window > 0.1 x 64 + 3 s.e.), even with a flat theta
+    for s in range(20):
+        elbo, theta = noisy_traces(s, elbo_slope=4.0)
+        assert not I.plateau(elbo, theta, sd, N, settings)
+    # a falling ELBO is no reason to go on; too short a trace never stops
+    elbo, theta = noisy_traces(1, elbo_slope=-2.0)
+    assert I.plateau(elbo, theta, sd, N, settings)
+    assert not I.plateau(elbo[:9], theta[:9], sd, N, settings)
+    # the tolerance scales with the posterior s.d.: the same 1e-4/iteration trend is a plateau when sd is 1e-2
+    elbo, theta = noisy_traces(2, theta_noise=1e-5, theta_slope=1e-4)
+    assert not I.plateau(elbo, theta, np.full(30, 2e-3), N, settings)
+    assert I.plateau(elbo, theta, np.full(30, 1e-2), N, settings)
+
+
+def test_elbo_estimate_is_unbiased_and_quiet():
+    """The control variates of block_stats keep E_q log p_cf unbiased and cut its noise."""
+    rng = make_rng(3)
+    n_c, n_f, B = 24, 4800, 4
+    counts = np.stack([rng.multinomial(n_f, softmax(0.5 * rng.standard_normal(n_c))) for _ in range(B)])
+    settings = I.VISettings()
+    local = I.init_local(counts, settings)
+    local.log_s = np.full_like(local.mu, np.log(0.05))
+    X0 = rng.standard_normal((B, n_c))
+    est = np.array([I.block_stats(X0, counts, local, 1, make_rng(4, k), 16).e_log_pcf for k in range(200)])
+    # plain Monte Carlo with many draws as the reference
+    eps = make_rng(5).standard_normal((B, 20000, n_c))
+    X = local.mu[:, None, :] + np.exp(local.log_s)[:, None, :] * eps
+    lse = np.log(np.exp(X).sum(axis=-1))
+    plain = np.einsum("bj,bsj->bs", counts.astype(float), X) - n_f * lse
+    ref = plain.mean(axis=1).sum() + I._log_multinomial_coef(counts).sum()
+    ref_se = np.sqrt((plain.var(axis=1) / plain.shape[1]).sum())
+    plain16_sd = np.sqrt((plain.var(axis=1) / 16).sum())  # what 16 plain draws would scatter by
+    assert abs(est.mean() - ref) < 4 * np.hypot(ref_se, est.std() / np.sqrt(est.size))
+    assert est.std() < plain16_sd / 10, (est.std(), plain16_sd)
 
 
 def test_bad_inputs_are_named():

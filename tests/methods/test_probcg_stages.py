@@ -252,3 +252,19 @@ def test_advection_diffusion_away_from_the_paper_parameters(tmp_path):
     assert np.abs(truth - exact).max() < 0.006
     # ...and the check can tell the laws apart: the paper's kernel misses this truth by more
     assert np.abs(truth - wk.ad_propagate_density(start, 1, wk.WalkerParams(walkers=1200))).max() > 0.008
+
+
+def test_prior_spectrum_decay():
+    """fine.decay = 1 is bitwise REFERENCE-003's prior; 0.5 keeps the spread and decorrelates neighbouring bins."""
+    from cgflow.methods.probcg.fine import prior_states
+
+    def rng():
+        return np.random.Generator(np.random.Philox(np.random.SeedSequence([7])))
+
+    assert np.array_equal(prior_states(64, 24, 12, 0.4, 1.0, rng()), wk.sample_initial_states(64, 24, 12, 0.4, rng()))
+    smooth = prior_states(4000, 24, 12, 0.4, 1.0, rng())
+    flat = prior_states(4000, 24, 12, 0.3, 0.5, rng())
+    corr = [np.corrcoef(X[:, 0], X[:, 1])[0, 1] for X in (smooth, flat)]
+    assert corr[0] > 0.7 and corr[1] < 0.5, corr
+    assert abs(flat.std() - smooth.std()) < 0.05
+    np.testing.assert_allclose(flat.sum(axis=1), 0.0, atol=1e-12)  # zero-mean gauge as before

@@ -1,7 +1,8 @@
 """Fine-grained data as Dask sweeps (seed 003, §2.3 and §3; REFERENCE-003 §1, §4).
 
 ``fine`` — the training experiments, one task per block of experiments: for
-experiment i, X0_i ~ p_c,0 (random Fourier prior, REFERENCE-003 §1 [G]),
+experiment i, X0_i ~ p_c,0 (random Fourier prior, REFERENCE-003 §1 [G]; see
+:func:`prior_states` for the spectrum exponent ``fine.decay``),
 x0 ~ p_cf(.|X0_i) (multinomial counts, walkers uniform in their bins), one
 coarse step Δt of the walker law, and the bin counts m_i at ``coarse.bins``.
 X0_i counts as known (the paper's features use X0, not the counts of x0). The
@@ -96,6 +97,30 @@ class WalkerModel:
         }
 
 
+def prior_states(n: int, bins: int, modes: int, amplitude: float, decay: float, rng) -> np.ndarray:
+    """Coarse states from the random Fourier prior p_c,0 (REFERENCE-003 §1 [G]) with spectrum exponent ``decay``.
+
+    ``X0_j = sum_{k<=K} a_k cos(k pi y_j) + b_k sin(k pi y_j)``, ``a_k, b_k ~ N(0, (A / k**decay)**2)``.
+    ``decay = 1`` is REFERENCE-003's proposal (bitwise :func:`cgflow.micro.walkers.sample_initial_states`).
+    It puts ~90 % of the variance in k <= 3, so neighbouring bins correlate at ~0.8 and
+    the quadratic features X[j+a] X[j+b] are nearly collinear: at N = 128 the
+    full-model maximum-likelihood s.e. of an inactive pair coefficient is 0.02-0.035,
+    and ARD keeps a correlated substitute whenever the noise makes it evident
+    (t^2 > ~1). ``decay = 0.5`` with A = 0.3 has the same spread of X0 (s.d. 0.5) but
+    a neighbour correlation of ~0.4 and s.e. 0.004-0.008 (Fisher information at
+    θ*, n_f = 4800): the design the synthetic workflows use. The paper does not
+    give p_c,0.
+    """
+    if decay == 1.0:
+        return wk.sample_initial_states(n, bins, modes, amplitude, rng)
+    k = np.arange(1, modes + 1, dtype=np.float64)
+    scale = amplitude / k**decay
+    a = rng.standard_normal((n, modes)) * scale  # the same draws, in the same order, as decay = 1
+    b = rng.standard_normal((n, modes)) * scale
+    phase = np.pi * np.outer(k, wk.bin_centres(bins))
+    return a @ np.cos(phase) + b @ np.sin(phase)
+
+
 def _lazy(shape, chunks, dtype) -> da.Array:
     return da.zeros(shape, chunks=chunks, dtype=dtype)
 
@@ -110,6 +135,7 @@ class FineExperiments:
     block: int
     modes: int
     amplitude: float
+    decay: float = 1.0
     name: str = field(default="fine", kw_only=True)
     work_unit: ClassVar[str] = "walker steps"
 
@@ -117,7 +143,7 @@ class FineExperiments:
     def from_spec(cls, spec) -> "FineExperiments":
         f = spec["fine"]
         return cls(seed=spec.seed, model=WalkerModel.from_spec(spec), experiments=f["experiments"], block=f["block"],
-                   modes=f["modes"], amplitude=f["amplitude"])
+                   modes=f["modes"], amplitude=f["amplitude"], decay=f["decay"])
 
     @property
     def sweep(self) -> Sweep:
@@ -130,14 +156,14 @@ class FineExperiments:
         ds["X0"].attrs["description"] = "coarse initial state X0_i (known; seed eq. 2.14), drawn from the random Fourier prior"
         ds["counts"] = (("point", "replica", "bin"), _lazy((1, n, nc), (1, self.block, nc), np.int64))
         ds["counts"].attrs["description"] = "walkers per coarse bin after one coarse step from x0 ~ p_cf(.|X0)"
-        ds.attrs.update(self.model.conventions(), prior="X0_j = sum_k a_k cos(k pi y_j) + b_k sin(k pi y_j), a, b ~ N(0, (A/k)^2)",
-                        prior_modes=self.modes, prior_amplitude=self.amplitude)
+        ds.attrs.update(self.model.conventions(), prior="X0_j = sum_k a_k cos(k pi y_j) + b_k sin(k pi y_j), a, b ~ N(0, (A/k^decay)^2)",
+                        prior_modes=self.modes, prior_amplitude=self.amplitude, prior_decay=self.decay)
         return ds
 
     def compute_block(self, point: int, block: int) -> BlockOutput:
         rng = block_stream(self.seed, BlockKey(self.name, point, block))
         m = self.model
-        X0 = wk.sample_initial_states(self.block, m.bins, self.modes, self.amplitude, rng)
+        X0 = prior_states(self.block, m.bins, self.modes, self.amplitude, self.decay, rng)
         if m.law == "synthetic":
             counts = wk.sample_counts(m.coarse_path(X0, 1)[1], m.walkers, rng)
         else:
@@ -181,6 +207,7 @@ class ReferenceRuns:
     initial: str = "prior"  # or "sine": X̄0 = log(1 + A sin(pi y)) (the Burgers shock test, REFERENCE-003 §6)
     sine_amplitude: float = 0.5
     block: int = 16
+    decay: float = 1.0
     name: str = field(default="reference", kw_only=True)
     work_unit: ClassVar[str] = "walker steps"
 
@@ -190,7 +217,7 @@ class ReferenceRuns:
         return cls(seed=spec.seed, model=WalkerModel.from_spec(spec), initial_conditions=f["test_initial_conditions"],
                    replicas=f["test_replicas"], steps=f["test_steps"], observe_bins=f["observe_bins"], modes=f["modes"],
                    amplitude=f["amplitude"], initial=f["test_initial"], sine_amplitude=f["test_amplitude"],
-                   block=_largest_divisor(f["test_replicas"], f["block"]))
+                   block=_largest_divisor(f["test_replicas"], f["block"]), decay=f["decay"])
 
     @property
     def sweep(self) -> Sweep:
@@ -217,7 +244,7 @@ class ReferenceRuns:
             x = np.log1p(self.sine_amplitude * np.sin(np.pi * (y - shift)))
             return x - x.mean()
         rng = block_stream(self.seed, BlockKey(self.name, ic, 0), purpose=1)
-        return wk.sample_initial_states(1, nc, self.modes, self.amplitude, rng)[0]
+        return prior_states(1, nc, self.modes, self.amplitude, self.decay, rng)[0]
 
     def initial_positions(self, ic: int) -> np.ndarray:
         """The fine state x̄0 shared by every replica of ``ic``."""

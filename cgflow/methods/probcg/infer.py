@@ -11,9 +11,11 @@ interrupted or killed fit resumes and ends bitwise equal to an uninterrupted one
 Order per iteration k (REFERENCE-003 §3: θ → τ → v → ELBO → q(X)): the global
 state committed after iteration k − 1 holds q_k = update(stats_{k−1}, q_{k−1})
 and its ELBO F_k; the block tasks update q(X_i) with q_k; the client then forms
-q_{k+1} and F_{k+1} from the new statistics. The stopping rule (ELBO plateau and
-max |Δμ_θ| below ``infer.tolerance`` over ``infer.window`` iterations) is
-:func:`.inference._stop`; the restart with the highest final ELBO is reported.
+q_{k+1} and F_{k+1} from the new statistics. The stopping rule
+(:func:`.inference.plateau`: the least-squares drift of the ELBO and of every μ_θ,l
+over the last ``infer.window`` iterations within its tolerance plus
+``infer.stop_z`` standard errors of the noise) ends a restart early; the restart
+with the highest final ELBO is reported.
 
 Training pairs come from the ``fine`` stage, or from a user's dataset
 (``infer.data``, :mod:`.data`): consecutive steps of each experiment, minus
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
-from types import SimpleNamespace
 
 import numpy as np
 import xarray as xr
@@ -33,7 +34,7 @@ from ...engine import BlockKey, block_stream
 from .data import load_count_data
 from .features import centred_log_counts, feature_names, n_features, pair_sums
 from .inference import GlobalQ, LocalState, LocalStats, VISettings, elbo, init_block, update_block, update_globals
-from .inference import _stop as stop_rule
+from .inference import plateau, stopping_rule_text
 
 __all__ = ["VariationalFit", "PRUNE_PRECISION"]
 
@@ -87,7 +88,8 @@ class VariationalFit:
 
         i = spec["infer"]
         settings = VISettings(lr=i["learning_rate"], mc_samples=i["samples"], adam_steps=i["svi_steps"], max_iter=i["iterations"],
-                              window=i["window"], theta_tol=i["tolerance"], block_size=i["block"])
+                              window=i["window"], theta_tol=i["tolerance"], theta_rel_tol=i["relative_tolerance"],
+                              stop_z=i["stop_z"], block_size=i["block"])
         data = i.get("data")
         return cls(seed=spec.seed, neighbours=spec["coarse.neighbours"], bins=spec["coarse.bins"], settings=settings,
                    chains=i["restarts"], data=None if data is None else str(data), holdout=i["holdout"],
@@ -149,8 +151,8 @@ class VariationalFit:
         return new, self._converged(new)
 
     def _converged(self, state: dict) -> bool:
-        view = SimpleNamespace(trace_elbo=state["trace_elbo"], trace_mu_theta=state["trace_mu_theta"], stats=_unpack_stats(state))
-        return stop_rule(view, self.settings)
+        return plateau(state["trace_elbo"], state["trace_mu_theta"], np.sqrt(np.diag(state["S_theta"])),
+                       int(state["stats_n"]), self.settings)
 
     # ------------------------------------------------------------------ result
     def finalize(self, tree, states, locals_, iterations):
@@ -217,7 +219,7 @@ class VariationalFit:
         for k, d in descriptions.items():
             ds[k].attrs["description"] = d
         ds.attrs.update(neighbours=self.neighbours, bins=self.bins, restarts=len(states), best_restart=best,
-                        stopping_rule=f"ELBO plateau and max |delta mu_theta| < {self.settings.theta_tol:g} over {self.settings.window} iterations, at most {self.settings.max_iter}",
+                        stopping_rule=stopping_rule_text(self.settings),
                         svi=f"Adam lr {self.settings.lr:g}, {self.settings.mc_samples} samples, {self.settings.adam_steps} steps per iteration",
                         data=self.data or "fine stage")
         return ds
