@@ -23,7 +23,7 @@ def drift_diffusion(tree: xr.DataTree):
     for j, Ls in enumerate(sde["small_size"].values):
         for v in sde["variant"].values:
             sel = sde.sel(variant=v, small_size=Ls)
-            lo, hi = sel["visited"].values
+            lo, hi = sel["visited"].isel(obs=0).values
             inside = (m >= lo) & (m <= hi)
             style = dict(color=f"C{j}", **VARIANT_STYLE.get(str(v), {}), label=f"{v}, L_s = {Ls}")
             ax.plot(m[inside], sel["drift"].values[inside], **style)
@@ -49,14 +49,14 @@ def rollouts(tree: xr.DataTree):
     truth = tree["truth"].to_dataset().load()
     ev = tree["evaluation"].to_dataset().load() if "evaluation" in tree.children else None
     t = truth["time"].values
-    true = truth["z"].isel(obs=0).mean("replica").values
+    true = truth["z"].isel(obs=0).mean("replica").values  # m: the first closure variable
     sizes = roll["small_size"].values
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.5 * len(sizes), 4), constrained_layout=True, squeeze=False)
     for ax, Ls in zip(axes[0], sizes):
         for i, m0 in enumerate(truth["m0"].values):
             ax.plot(t, true[i], color=f"C{i}", lw=2, alpha=0.5, label=f"truth, m0 = {m0:g}" if Ls == sizes[0] else None)
             for v in roll["variant"].values:
-                ax.plot(t, roll["m_mean"].sel(variant=v, small_size=Ls).values[i], color=f"C{i}", lw=1,
+                ax.plot(t, roll["z_mean"].isel(obs=0).sel(variant=v, small_size=Ls).values[i], color=f"C{i}", lw=1,
                         **VARIANT_STYLE.get(str(v), {}))
         title = f"L_s = {Ls}"
         if ev is not None:
@@ -78,6 +78,6 @@ def _has(*groups):
 
 #: (file stem, figure function, applies to the store?) -- register in cgflow.plots.FIGURES
 FIGURES = [
-    ("partial_drift_diffusion", drift_diffusion, _has("sde")),
+    ("partial_drift_diffusion", drift_diffusion, lambda tree: _has("sde")(tree) and "drift_exact" in tree["sde"]),
     ("partial_rollouts", rollouts, _has("rollout", "truth")),
 ]

@@ -1,11 +1,11 @@
 """Spec sections of method ``partial`` (seed 002), read by :mod:`cgflow.spec`.
 
-Keys fixed by issue 10: ``micro.model`` (curie_weiss; ising2d later),
+Keys fixed by issue 10: ``micro.model`` (curie_weiss or ising2d),
 ``micro.temperature``, ``micro.field``, ``micro.size`` (L of the large system,
 N = L**2), ``partial.small_size`` (one L_s or a list), ``partial.large_size``
 (optional; must equal ``micro.size``), ``partial.boundary`` (frozen | periodic),
-``loss.scaling`` (``K``, ``1`` or a number), ``closure.latent`` (0 for
-Curie-Weiss). Everything else has defaults; times are in attempts per spin.
+``loss.scaling`` (``K``, ``1`` or a number), ``closure.latent`` (learned
+closure dimensions; 0 so far: Curie-Weiss needs none, Ising runs on (m, rho_dw)). Everything else has defaults; times are in attempts per spin.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ _POS = dict(minimum=0, exclusive_minimum=True)
 #: Sections of the spec (nested dicts of cgflow.spec.Field).
 SCHEMA: dict[str, Any] = {
     "micro": {
-        "model": Field("str", choices=("curie_weiss",), doc="spin model (ising2d: later slice of issue 10)"),
+        "model": Field("str", choices=("curie_weiss", "ising2d"), doc="spin model: mean field, or the 2-D periodic Ising lattice"),
         "temperature": Field("float", **_POS, doc="T (J = k_B = 1)"),
         "field": Field("float", doc="external field h"),
         "size": Field("int", minimum=2, doc="L of the large system, N = L**2"),
@@ -46,14 +46,17 @@ SCHEMA: dict[str, Any] = {
     "upsampling": {
         "window": Field("int", required=False, default=16, minimum=2, doc="relaxation window side"),
         "stride": Field("int", required=False, default=8, minimum=1, doc="offset between relaxation windows"),
-        "window_time": Field("float", required=False, default=16.0, **_POS, doc="relaxation time per window"),
+        "window_time": Field("float", required=False, default=1.0, **_POS,
+                             doc="relaxation time per window (attempts per spin): long enough to heal the replication "
+                                 "seams, short against the slow variables (checked: evaluation.upsampling_shift)"),
     },
     "loss": {
         "scaling": Field("strnum", required=False, default="K",
                          doc="lambda of the method: K (= (L/L_s)**2), or a number; the baseline always uses 1"),
     },
     "closure": {
-        "latent": Field("int", required=False, default=0, minimum=0, maximum=0, doc="closure latents (0 for Curie-Weiss)"),
+        "latent": Field("int", required=False, default=0, minimum=0, maximum=0,
+                        doc="learned closure latents beside the patch-additive observables (only 0 so far)"),
     },
     "sde": {
         "sigma": Field("str", required=False, default="cholesky", choices=("cholesky", "constant_diagonal", "arbitrary"),
@@ -61,14 +64,15 @@ SCHEMA: dict[str, Any] = {
         "epochs": Field("int", required=False, default=100, minimum=1),
         "batch_size": Field("int", required=False, default=1024, minimum=1),
         "learning_rate": Field("float", required=False, default=1e-2, **_POS, doc="the authors' CW value"),
-        "epsilon": Field("float", required=False, default=1e-6, minimum=0,
-                         doc="eps in Sig = lambda sigma sigma^T dt + eps I; keep below the increment variance"),
+        "epsilon": Field("strnum", required=False, default="auto",
+                         doc="eps in Sig = lambda sigma sigma^T dt + eps I: auto (1e-3 x the smallest increment "
+                             "variance of the training pairs, per fit) or a number >= 0 (keep it below that variance)"),
         "hidden": Field("floats", required=False, default=(64.0, 64.0, 64.0), doc="hidden layer sizes"),
         "grid": Field("int", required=False, default=101, minimum=3, doc="points of the m grid in [-1, 1] for drift/diffusion"),
     },
     "truth": {
         "initial": Field("floats", required=False, default=(0.0, 0.25, -0.25, 0.5, -0.5), minimum=-1, maximum=1,
-                         doc="initial magnetisations m0 of the test runs"),
+                         doc="initial magnetisations m0 of the test runs (random shuffles with int((1 + m0) N/2) up spins)"),
         "runs": Field("int", required=False, default=20, minimum=1, doc="large-system runs per m0"),
         "block": Field("int", required=False, default=10, minimum=1, doc="runs per task (divides truth.runs)"),
         "t_end": Field("float", required=False, default=20.0, **_POS, doc="end time (attempts per spin)"),
@@ -115,7 +119,7 @@ def check(d: dict, problems: list) -> None:
                         break
                     try:
                         check_upsampling(s, L, ups.get("window", 16), ups.get("stride", 8), 256, "time",
-                                         ups.get("window_time", 16.0))
+                                         ups.get("window_time", 1.0))
                     except ValueError as exc:
                         msg = str(exc)
                         key = "partial.small_size"
@@ -136,6 +140,14 @@ def check(d: dict, problems: list) -> None:
             value = float("nan")
         if not value > 0 or value == float("inf"):
             problems.append(("loss.scaling", f"expected K or a number > 0, got {scaling!r}"))
+    eps = sde.get("epsilon")
+    if eps is not None and eps != "auto":
+        try:
+            value = float(eps)
+        except ValueError:
+            value = float("nan")
+        if not value >= 0 or value == float("inf"):
+            problems.append(("sde.epsilon", f"expected auto or a number >= 0, got {eps!r}"))
     hidden = sde.get("hidden")
     if hidden is not None and any(not float(h).is_integer() or h < 1 for h in hidden):
         problems.append(("sde.hidden", f"must be integers >= 1, got {list(hidden)}"))
