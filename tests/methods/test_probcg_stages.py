@@ -268,3 +268,31 @@ def test_prior_spectrum_decay():
     assert corr[0] > 0.7 and corr[1] < 0.5, corr
     assert abs(flat.std() - smooth.std()) < 0.05
     np.testing.assert_allclose(flat.sum(axis=1), 0.0, atol=1e-12)  # zero-mean gauge as before
+
+
+def test_viscous_shock_drop_and_absolute_formation_threshold():
+    """The binned drop of the viscous travelling shock matches a direct quadrature of its tanh profile,
+    and the absolute-threshold formation rule reports -1 for a profile that only decays."""
+    from cgflow.methods.probcg.predict_stage import shock_threshold
+    from cgflow.methods.probcg.shock import formation_step, viscous_bin_drop
+
+    jump, c, D = 0.5, 0.5, 3.0e-3
+    k = c * jump / (4 * D)
+    for w in (2 / 24, 2 / 96):
+        s = (np.arange(200_000) + 0.5) / 200_000 * w  # midpoint rule on one bin next to the edge
+        left, right = np.mean(0.5 * jump * np.tanh(k * s)), np.mean(-0.5 * jump * np.tanh(k * s))
+        assert abs(viscous_bin_drop(jump, w, c, D) - (left - right)) < 1e-8
+    assert abs(viscous_bin_drop(jump, 100.0, c, D) - jump) < 1e-3 * jump  # sharp limit
+    assert abs(viscous_bin_drop(jump, 1e-4, c, D) / (jump * k * 1e-4 / 2) - 1) < 1e-3  # unresolved limit
+    with pytest.raises(ValueError, match="viscosity"):
+        viscous_bin_drop(jump, 0.1, c, 0.0)
+
+    height = np.array([0.3, 0.1, 0.2, 0.35, 0.4, 0.3])
+    assert formation_step(height, threshold=0.25, start=1) == 3
+    assert formation_step(height, threshold=0.25) == 0
+    assert formation_step(np.linspace(0.2, 0.05, 8), threshold=0.25, start=1) == -1
+    assert formation_step(np.linspace(0.2, 0.05, 8)) == 0  # the relative rule always "forms"
+    attrs = {"law": "burgers", "initial": "sine", "step": 3.875e-3, "fine_dt": 2.5e-3, "density_scale": 0.5, "sine_amplitude": 0.5}
+    D = 3.875e-3 ** 2 / (2 * 2.5e-3)
+    assert abs(shock_threshold(attrs, 24) - 0.5 * (2 / 24) * viscous_bin_drop(0.5, 2 / 24, 0.5, D)) < 1e-15
+    assert shock_threshold({**attrs, "initial": "prior"}, 24) is None

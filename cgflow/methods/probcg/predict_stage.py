@@ -26,11 +26,26 @@ from ...engine import BlockKey, block_stream
 from .data import load_count_data
 from .features import centred_log_counts
 from .predict import posterior_predictive
-from .shock import formation_step, shock_speed, shock_track
+from .shock import formation_step, shock_speed, shock_track, viscous_bin_drop
 
 __all__ = ["PosteriorPredictive"]
 
 OBSERVABLES = ("density", "fine_density", "pair")
+
+
+def shock_threshold(attrs, bins: int, fraction: float = 0.5) -> float | None:
+    """Drop (walker fraction per bin) at which a shock counts as formed, for the Burgers sine test; else None.
+
+    ``fraction`` × the drop between neighbouring bin averages of a formed viscous shock
+    (:func:`.shock.viscous_bin_drop`) carrying the initial contrast 2ρ̄A of ρ = ρ̄(1 + A sin πy),
+    ρ̄ = 1/2, with the walkers' viscosity D = δy²/(2δt). The walker fraction in a bin is ρw.
+    """
+    if attrs.get("law") != "burgers" or attrs.get("initial") != "sine":
+        return None
+    width = 2.0 / bins
+    viscosity = float(attrs["step"]) ** 2 / (2.0 * float(attrs["fine_dt"]))
+    jump = 2.0 * 0.5 * float(attrs["sine_amplitude"])
+    return fraction * width * viscous_bin_drop(jump, width, float(attrs["density_scale"]), viscosity)
 
 
 def _pair(counts: np.ndarray, n_f: int) -> np.ndarray:
@@ -102,11 +117,14 @@ class PosteriorPredictive:
             "pair": (pred.pair_mean, pred.pair_lo, pred.pair_hi),
         }
         out = {"blown": pred.blown_fraction}
+        threshold = shock_threshold(tree["reference"].attrs, self.bins) if "reference" in tree.children else None
         for source, density in (("predicted", pred.density_mean), ("fine_grained", coarse.mean(axis=0) / n_f)):
             position, height = shock_track(density)
             formed = formation_step(height)
+            viscous = formation_step(height, threshold=threshold, start=1) if threshold is not None else -1
             out[f"shock_{source}"] = {"position": position, "height": height, "formation": formed,
-                                      "speed": shock_speed(position, formed)}
+                                      "speed": shock_speed(position, formed), "formation_viscous": viscous,
+                                      "speed_viscous": shock_speed(position, viscous) if viscous >= 0 else float("nan")}
         for obs in OBSERVABLES:
             mean, lo, hi = predicted[obs]
             t = truth[obs]  # (R, T, ...)
@@ -136,17 +154,22 @@ class PosteriorPredictive:
         ds.coords["source"] = np.array(sources, dtype=object)
         for key in ("position", "height"):
             ds[f"shock_{key}"] = (("source", "ic", "step"), np.stack([[results[i][f"shock_{s}"][key] for i in ics] for s in sources]))
-        for key in ("formation", "speed"):
+        for key in ("formation", "speed", "formation_viscous", "speed_viscous"):
             ds[f"shock_{key}"] = (("source", "ic"), np.array([[results[i][f"shock_{s}"][key] for i in ics] for s in sources]))
         ds["shock_position"].attrs["description"] = "right edge of the bin pair with the largest drop rho_j - rho_j+1 (a rightward Burgers shock)"
         ds["shock_formation"].attrs["description"] = "first step whose largest drop reaches 80% of its maximum over the horizon"
         ds["shock_speed"].attrs["description"] = "least-squares slope of the unwrapped shock position after formation (per coarse step)"
+        ds["shock_formation_viscous"].attrs["description"] = ("first step whose largest drop reaches shock_threshold "
+                                                              "(half the binned drop of a formed viscous shock carrying the initial contrast), "
+                                                              "searched from step 1 (step 0's drop is the start state's multinomial noise); -1: never")
+        ds["shock_speed_viscous"].attrs["description"] = "least-squares slope of the unwrapped shock position from shock_formation_viscous on (NaN if never formed)"
         ref_attrs = tree["reference"].attrs if "reference" in tree.children else {}
         if ref_attrs.get("law") == "burgers" and ref_attrs.get("initial") == "sine":
             from ...micro import walkers as wk
 
             c, amplitude = float(ref_attrs["density_scale"]), float(ref_attrs["sine_amplitude"])
             ds.attrs.update(shock_time_mean_field=wk.burgers_shock_time(0.5, amplitude, c), shock_speed_rankine_hugoniot=c * 0.5,
+                            shock_threshold=shock_threshold(ref_attrs, self.bins),
                             shock_note="inviscid mean field of rho_t + (c rho^2 / 2)_y = 0, rho normalised to mean 1/2 "
                             "(REFERENCE-003 §6); the walkers' mean field has viscosity step^2 / (2 dt)")
         ds["coverage"].attrs["description"] = "fraction of single fine-grained values (every replica and bin) inside the 95% predictive interval"
