@@ -187,7 +187,7 @@ class GlauberParams:
         return np.stack([m, rho], axis=-1)
 
     def evolve_tiles(self, snapshots, tile_size: int, tiles, n_events: int, boundary: str, rng,
-                     duration: float | None = None):
+                     duration: float | None = None, return_tiles: bool = False):
         """Evolve tile ``tiles[b]`` of snapshot b for ``n_events`` flips (snapshots unchanged).
 
         Returns
@@ -203,6 +203,9 @@ class GlauberParams:
             of the isolated torus's observable.
         dt : ndarray (B,)
             Elapsed time of each run (attempts per spin).
+
+        tiles_after : ndarray of int8 (B, tile_size, tile_size)
+            Only with ``return_tiles``: the evolved tiles (for learned closures).
 
         With ``duration`` set, every run lasts exactly that time (``n_events`` is
         ignored, dt = duration); otherwise exactly ``n_events`` flips (the authors').
@@ -223,9 +226,10 @@ class GlauberParams:
         before, after, incr = np.zeros((B, d)), np.zeros((B, d)), np.zeros((B, d))
         dt = np.zeros(B)
         rec = _duration_array(duration)
+        out = np.zeros((B if return_tiles else 0, ls, ls), np.int8)
         _partial_batch(snaps, tiles, ls, self.model == "ising2d", periodic, self.beta, self.field, n_events, rec,
-                       rng, before, after, incr, dt)
-        return before, after, incr, dt
+                       rng, before, after, incr, dt, out)
+        return (before, after, incr, dt, out) if return_tiles else (before, after, incr, dt)
 
     def evolve_full(self, snapshots, n_events: int, rng):
         """Whole-lattice runs of ``n_events`` flips from each snapshot: (z0 (B, d), z1 (B, d), dt (B,))."""
@@ -831,12 +835,13 @@ def _tile_obs(lat, L, r0, c0, ls, is_ising, wrap, out):
 
 @numba.njit(cache=True)
 def _partial_batch(snaps, tiles, ls, is_ising, periodic, beta, field, n_events, rec, rng,
-                   before, after, incr, dt):
+                   before, after, incr, dt, tiles_out):
     """Partial evolution of one tile per snapshot (REFERENCE §2), on a scratch copy.
 
     before/after: tile observables of the chosen tile (m; rho_dw with torus bonds if
     ``periodic`` else owned bonds). incr: K x the change of the whole-lattice observable
     (= change over everything the tile touches), see cgflow.methods.partial.evolution.
+    tiles_out: (B, ls, ls) receives the evolved tiles, or shape (0, ls, ls) to skip.
     """
     B = snaps.shape[0]
     L = snaps.shape[1]
@@ -872,6 +877,10 @@ def _partial_batch(snaps, tiles, ls, is_ising, periodic, beta, field, n_events, 
         incr[b, 0] = dS / n
         dt[b] = t
         _tile_obs(scratch, L, r0, c0, ls, is_ising, periodic, after[b])
+        if tiles_out.shape[0] > 0:
+            for i in range(ls):
+                for j in range(ls):
+                    tiles_out[b, i, j] = scratch[(r0 + i) * L + c0 + j]
 
 
 @numba.njit(cache=True)
@@ -1121,8 +1130,9 @@ def warmup() -> None:
             d = _N_OBS[model]
             z = np.zeros((2, d))
             for rec in (np.empty(0), np.array([0.5])):
-                _partial_batch(s, np.zeros(2, np.int64), 2, ising, per, 0.4, 0.1, 3, rec, rng, z, z.copy(),
-                               z.copy(), np.zeros(2))
+                for out in (np.zeros((0, 2, 2), np.int8), np.zeros((2, 2, 2), np.int8)):
+                    _partial_batch(s, np.zeros(2, np.int64), 2, ising, per, 0.4, 0.1, 3, rec, rng, z, z.copy(),
+                                   z.copy(), np.zeros(2), out)
                 _relax_batch(s.copy(), 2, 2, ising, per, 0.4, 0.1, 3, rec, rng)
         _full_batch(s, model == "ising2d", 0.4, 0.1, 3, rng, np.zeros(2, np.int64), np.zeros(2, np.int64),
                     np.zeros(2))

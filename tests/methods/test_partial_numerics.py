@@ -247,3 +247,21 @@ def test_bad_input_names_parameter():
         pm.hierarchical_upsample(small, 32, p, rng, window=16, stride=6)
     with pytest.raises(ValueError, match="window"):
         p.relax_windows(small, 16, 8, 10, "frozen", rng)
+
+
+@pytest.mark.parametrize("boundary", ["frozen", "periodic"])
+def test_evolved_tiles_are_returned_and_match_the_tile_observables(boundary):
+    p = g.GlauberParams("ising2d", 2.5, 0.1, 16)
+    rng = np.random.default_rng(5)
+    x = g.random_spins(32, 16, rng)
+    pp = pm.partial_evolution_pairs(x, 8, p, rng, boundary, duration=0.5, return_tiles=True)
+    assert pp.tile_after.shape == (32, 8, 8) and pp.tile_after.dtype == np.int8
+    m_after = pp.tile_after.astype(float).mean(axis=(1, 2))
+    np.testing.assert_allclose(m_after, pp.z1_tile[:, 0])
+    assert np.any(m_after != x.reshape(32, 2, 8, 2, 8).mean(axis=(2, 4)).reshape(32, 4)[np.arange(32), pp.tile])
+    if boundary == "periodic":  # torus bonds of the tile alone
+        np.testing.assert_allclose(g.observables(pp.tile_after, p)[:, 1], pp.z1_tile[:, 1])
+    # the same draws with and without the tiles
+    again = pm.partial_evolution_pairs(x, 8, p, np.random.default_rng(5), boundary, duration=0.5)
+    ref = pm.partial_evolution_pairs(x, 8, p, np.random.default_rng(5), boundary, duration=0.5, return_tiles=True)
+    np.testing.assert_array_equal(again.z1_hat, ref.z1_hat)

@@ -240,3 +240,52 @@ def test_ising_pair_duration_self_check_flags_the_fast_variable(ising_run):
     assert abs(float(bias.sel(obs="m"))) < 0.5
     assert "rho_dw at L_s = 8" in ev.attrs["pair_duration_check"]
     assert "PairDurationWarning" in proc.stderr
+
+
+LATENT = ISING.replace("name: ising-test", "name: ising-latent-test").replace(
+    "sde: {epochs: 40, hidden: [32, 32]}",
+    "closure: {latent: 2, epochs: 2, snapshots: 512, batch_size: 128}\nsde: {epochs: 20, hidden: [32, 32]}").replace(
+    "pairs: 8192, block: 1024", "pairs: 2048, block: 512").replace("runs: 20, block: 10, t_end: 200.0", "runs: 4, block: 2, t_end: 20.0")
+
+
+@pytest.fixture(scope="module")
+def latent_store(tmp_path_factory):
+    return run(LATENT, tmp_path_factory.mktemp("latent"))[0]
+
+
+def test_learned_closure_targets_are_patch_additive(latent_store):
+    """z1 of the method is the closure of the evolved lattice, (1/K) sum_J e(x_J): only tile I changed (REFERENCE §0)."""
+    from cgflow.methods.partial.closure_stage import load_closure
+
+    tree = open_run(latent_store)
+    assert list(tree["rollout"]["obs"].values) == ["m", "rho_dw", "latent_0", "latent_1"]
+    clo = tree["closure"].to_dataset().load()
+    pairs = tree["pairs"].to_dataset().sel(small_size=8)
+    ae = load_closure(clo, 8)
+    mean, sd = clo["latent_mean"].sel(small_size=8).values, clo["latent_sd"].sel(small_size=8).values
+    after = ae.transform(pairs["snapshot_after"].values[:256]).astype(np.float64)
+    z1 = clo["z1"].sel(small_size=8).values[:256]
+    np.testing.assert_allclose((after - mean) / sd, z1, atol=2e-4 * np.abs(z1).max())
+    # the baseline pair is the evolved tile's own encoding, and the truth latents encode the truth lattices
+    tile = pairs["tile"].values[:256]
+    np.testing.assert_allclose((ae.transform(pairs["snapshot_after"].values[:256], tile=tile) - mean) / sd,
+                               clo["z1_small"].sel(small_size=8).values[:256], rtol=1e-4, atol=1e-4)
+    snap = tree["truth"]["snapshot"].values[1, 0]  # m0 = 0.5, first run, every save time
+    np.testing.assert_allclose((ae.transform(snap) - mean) / sd, clo["truth_latent"].sel(small_size=8).values[1, 0],
+                               rtol=1e-4, atol=1e-4)
+    # the observables of the stored lattices are the pairs' z (the lattices are the ones the pairs came from)
+    z = glauber.observables(pairs["snapshot"].values[:64], glauber.GlauberParams("ising2d", 2.5, 0.1, 16))
+    np.testing.assert_allclose(z, pairs["z0"].values[:64])
+
+
+@pytest.mark.parametrize("change, key", [
+    ("micro: {model: ising2d, temperature: 2.5, field: 0.1, size: 16}|micro: {model: curie_weiss, temperature: 2.5, field: 0.1, size: 16}", "closure.latent"),
+    ("small_size: [8]|small_size: [2]", "partial.small_size"),
+    ("snapshots: 512|snapshots: 4096", "closure.snapshots"),
+])
+def test_bad_closure_specs_exit_2_naming_the_key(tmp_path, change, key):
+    old, new = change.split("|")
+    assert old in LATENT
+    store, proc = run(LATENT.replace(old, new), tmp_path, check=False)
+    assert proc.returncode == 2 and key in proc.stderr, proc.stderr
+    assert not store.exists()

@@ -61,8 +61,9 @@ class PatchModel(Protocol):
         """(B, K, d) observables of the K aligned tiles; their mean over K is phi(x)."""
 
     def evolve_tiles(self, snapshots, tile_size: int, tiles, n_events: int, boundary: str, rng,
-                     duration=None):
-        """Evolve one tile per snapshot: (before (B, d), after (B, d), increment (B, d), dt (B,))."""
+                     duration=None, return_tiles: bool = False):
+        """Evolve one tile per snapshot: (before (B, d), after (B, d), increment (B, d), dt (B,)),
+        plus the evolved tiles (B, tile_size, tile_size) with ``return_tiles`` (learned closures)."""
 
     def evolve_full(self, snapshots, n_events: int, rng):
         """Whole-system runs: (z0 (B, d), z1 (B, d), dt (B,))."""
@@ -85,6 +86,7 @@ class PartialPairs(NamedTuple):
     z0_tile : (B, d)  phi(x_{t, I}) (baseline input).
     z1_tile : (B, d)  phi(x_{t+dt, I}) (baseline target).
     n_tiles : int     K.
+    tile_after : (B, L_s, L_s) or None   the evolved tiles (``return_tiles``), for learned closures.
     """
 
     z0: np.ndarray
@@ -94,6 +96,7 @@ class PartialPairs(NamedTuple):
     z0_tile: np.ndarray
     z1_tile: np.ndarray
     n_tiles: int
+    tile_after: np.ndarray | None = None
 
 
 def _check_model(model) -> None:
@@ -102,7 +105,8 @@ def _check_model(model) -> None:
 
 
 def partial_evolution_pairs(snapshots, tile_size: int, model: PatchModel, rng, boundary: str = "frozen",
-                            n_events: int | None = None, duration: float | None = None) -> PartialPairs:
+                            n_events: int | None = None, duration: float | None = None,
+                            return_tiles: bool = False) -> PartialPairs:
     """Partial-evolution pairs from a batch of large snapshots (REFERENCE §2).
 
     Parameters
@@ -126,6 +130,8 @@ def partial_evolution_pairs(snapshots, tile_size: int, model: PatchModel, rng, b
         E[z1_hat - z0] and Var(z1_hat - z0) are then well below a(m) dt and
         K sigma^2 dt (measured, see tests/methods/test_partial_numerics.py); the
         relations hold as dt -> 0.
+    return_tiles : bool
+        Also return the evolved tiles (``PartialPairs.tile_after``).
 
     Returns
     -------
@@ -148,9 +154,11 @@ def partial_evolution_pairs(snapshots, tile_size: int, model: PatchModel, rng, b
     tiles = rng.integers(0, K, size=snaps.shape[0])
     z0_all = model.tile_observables(snaps, tile_size, boundary)  # validates boundary and snapshots
     z0 = z0_all.mean(axis=1)
-    before, after, incr, dt = model.evolve_tiles(snaps, tile_size, tiles, n_events, boundary, rng,
-                                                 duration=duration)
-    return PartialPairs(z0=z0, z1_hat=z0 + incr, dt=dt, tile=tiles, z0_tile=before, z1_tile=after, n_tiles=K)
+    out = model.evolve_tiles(snaps, tile_size, tiles, n_events, boundary, rng, duration=duration,
+                             **({"return_tiles": True} if return_tiles else {}))
+    before, after, incr, dt = out[:4]
+    return PartialPairs(z0=z0, z1_hat=z0 + incr, dt=dt, tile=tiles, z0_tile=before, z1_tile=after, n_tiles=K,
+                        tile_after=out[4] if return_tiles else None)
 
 
 def full_pairs(snapshots, model: PatchModel, rng, n_events: int | None = None):

@@ -5,7 +5,7 @@ Keys fixed by issue 10: ``micro.model`` (curie_weiss or ising2d),
 N = L**2), ``partial.small_size`` (one L_s or a list), ``partial.large_size``
 (optional; must equal ``micro.size``), ``partial.boundary`` (frozen | periodic),
 ``loss.scaling`` (``K``, ``1`` or a number), ``closure.latent`` (learned
-closure dimensions; 0 so far: Curie-Weiss needs none, Ising runs on (m, rho_dw)). Everything else has defaults; times are in attempts per spin.
+closure dimensions beside the observables; Ising only; 0 skips the closure stage). Everything else has defaults; times are in attempts per spin.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from ...spec import Field
 
 #: The stages of method partial, in execution order.
-STAGES: tuple[str, ...] = ("pairs", "sde", "truth", "rollout", "evaluation")
+STAGES: tuple[str, ...] = ("pairs", "truth", "closure", "sde", "rollout", "evaluation")
 
 _POS = dict(minimum=0, exclusive_minimum=True)
 
@@ -55,8 +55,14 @@ SCHEMA: dict[str, Any] = {
                          doc="lambda of the method: K (= (L/L_s)**2), or a number; the baseline always uses 1"),
     },
     "closure": {
-        "latent": Field("int", required=False, default=0, minimum=0, maximum=0,
-                        doc="learned closure latents beside the patch-additive observables (only 0 so far)"),
+        "latent": Field("int", required=False, default=0, minimum=0, maximum=8,
+                        doc="learned closure variables beside the patch-additive observables (ising2d; 2 in the "
+                            "paper); 0: none, and the closure stage is skipped"),
+        "epochs": Field("int", required=False, default=10, minimum=1, doc="autoencoder epochs (the authors': 10)"),
+        "batch_size": Field("int", required=False, default=128, minimum=1, doc="autoencoder minibatch"),
+        "learning_rate": Field("float", required=False, default=2e-4, **_POS, doc="AdamW step (the authors': 2e-4)"),
+        "snapshots": Field("int", required=False, default=2048, minimum=1,
+                           doc="large snapshots the autoencoder of each L_s trains on (at most partial.pairs)"),
     },
     "sde": {
         "sigma": Field("str", required=False, default="cholesky", choices=("cholesky", "constant_diagonal", "arbitrary"),
@@ -91,6 +97,32 @@ OPTIONAL_SECTIONS: frozenset[str] = frozenset({"upsampling", "loss", "closure", 
 def _whole(numerator: float, denominator: float) -> int | None:
     q = numerator / denominator
     return round(q) if round(q) >= 1 and abs(q - round(q)) <= 1e-9 * max(1.0, q) else None
+
+
+def _power_of_two(n: int) -> bool:
+    return n >= 1 and n & (n - 1) == 0
+
+
+def _check_closure(d: dict, problems: list) -> None:
+    """Learned closures: a lattice model, power-of-two sides (the per-tile CNN halves them); else drop the stage."""
+    micro, part, clo = d.get("micro", {}), d.get("partial", {}), d.get("closure", {})
+    latent = clo.get("latent") or 0
+    if latent == 0:
+        d["stages"] = tuple(s for s in d.get("stages", ()) if s != "closure")
+        return
+    if micro.get("model") not in (None, "ising2d"):
+        problems.append(("closure.latent", f"learned closures need a lattice model (ising2d); {micro['model']}'s "
+                                           f"closure is m alone, got {latent}"))
+        return
+    L = micro.get("size")
+    if L is not None and not _power_of_two(L):
+        problems.append(("micro.size", f"must be a power of 2 with closure.latent > 0 (the decoder doubles 4 -> L), got {L}"))
+    bad = [s for s in part.get("small_size") or () if not float(s).is_integer() or not _power_of_two(int(s)) or s < 4]
+    if bad:
+        problems.append(("partial.small_size", f"must be powers of 2 >= 4 with closure.latent > 0 (the encoder halves "
+                                               f"each tile to 2 x 2), got {bad}"))
+    if clo.get("snapshots") and part.get("pairs") and clo["snapshots"] > part["pairs"]:
+        problems.append(("closure.snapshots", f"must not exceed partial.pairs = {part['pairs']}, got {clo['snapshots']}"))
 
 
 def check(d: dict, problems: list) -> None:
@@ -128,6 +160,7 @@ def check(d: dict, problems: list) -> None:
                                 key = f"upsampling.{name}"
                         problems.append((key, f"L_s = {s}: {msg}"))
                         break
+    _check_closure(d, problems)
     if part.get("pairs") and part.get("block") and part["pairs"] % part["block"]:
         problems.append(("partial.block", f"must divide partial.pairs = {part['pairs']}, got {part['block']}"))
     if part.get("block") and part.get("snapshots_per_run") and part["snapshots_per_run"] > part["block"]:

@@ -56,6 +56,7 @@ import xarray as xr
 from ...engine.keys import BlockKey, block_stream, stage_id
 from ...engine.types import TIMING_ATTR, BlockOutput, Sweep
 from ...micro import glauber
+from .closure_stage import closure_pairs, state_names, truth_states
 from .evolution import partial_evolution_pairs
 from .upsampling import hierarchical_upsample
 
@@ -130,6 +131,7 @@ class PairSweep(_System):
     window: int = 16
     stride: int = 8
     window_time: float = 16.0
+    keep_snapshots: bool = False  # learned closures: store x_t and x_{t+dt} (the closure stage encodes them)
     name: str = field(default="pairs", kw_only=True)
 
     work_unit: ClassVar[str] = "training pairs"
@@ -141,7 +143,7 @@ class PairSweep(_System):
                    pairs=p["pairs"], block=p["block"], pair_duration=p["pair_duration"],
                    snapshots_per_run=p["snapshots_per_run"], snapshot_interval=p["snapshot_interval"],
                    random_fraction=p["random_fraction"], window=u["window"], stride=u["stride"],
-                   window_time=u["window_time"])
+                   window_time=u["window_time"], keep_snapshots=spec["closure"]["latent"] > 0)
 
     @property
     def sweep(self) -> Sweep:
@@ -174,6 +176,12 @@ class PairSweep(_System):
         ds["source"] = (("small_size", "replica"), _lazy((S, n), (1, b), np.int8))
         ds["source"].attrs["description"] = "0: upsampled small-system snapshot, 1: random large configuration (m0 ~ U(-1, 1))"
         ds["tile"] = (("small_size", "replica"), _lazy((S, n), (1, b), np.int64))
+        if self.keep_snapshots:
+            L = self.size
+            for var, text in (("snapshot", "x_t: the large snapshot (spins +-1)"),
+                              ("snapshot_after", "x_t with tile I evolved: x_{t+dt} of the partial evolution")):
+                ds[var] = (("small_size", "replica", "row", "col"), _lazy((S, n, L, L), (1, b, L, L), np.int8))
+                ds[var].attrs["description"] = text
         ds.attrs.update(self.system_attrs(), boundary=self.boundary, pair_duration=self.pair_duration,
                         snapshots_per_run=self.snapshots_per_run, snapshot_interval=self.snapshot_interval,
                         random_fraction=self.random_fraction, upsampling_window=self.window,
@@ -210,12 +218,20 @@ class PairSweep(_System):
             parts.append(glauber.random_spins(n_rand, self.size, rng))
             sources.append(np.full((n_rand, len(self.observables)), np.nan))
         x = np.concatenate(parts)
-        pp = partial_evolution_pairs(x, Ls, large, rng, self.boundary, duration=self.pair_duration)
+        pp = partial_evolution_pairs(x, Ls, large, rng, self.boundary, duration=self.pair_duration,
+                                     return_tiles=self.keep_snapshots)
         half = partial_evolution_pairs(x, Ls, large, rng, self.boundary, duration=self.pair_duration / 2)
         source = np.concatenate([np.zeros(n_up, np.int8), np.ones(n_rand, np.int8)])
         arrays = {"z0": pp.z0, "z1": pp.z1_hat, "z0_small": pp.z0_tile, "z1_small": pp.z1_tile,
                   "increment_half": half.z1_hat - half.z0, "dt": pp.dt, "source": source, "tile": pp.tile,
                   "z_source": np.concatenate(sources)}
+        if self.keep_snapshots:
+            after = x.copy()
+            nt = self.size // Ls
+            for b, (I, tile) in enumerate(zip(pp.tile, pp.tile_after)):
+                r, c = (I // nt) * Ls, (I % nt) * Ls
+                after[b, r:r + Ls, c:c + Ls] = tile
+            arrays.update(snapshot=x, snapshot_after=after)
         return BlockOutput(stats={}, arrays=arrays, work=B)
 
     def expected_events(self) -> np.ndarray:
@@ -242,6 +258,7 @@ class TruthRuns(_System):
     block: int = 10
     t_end: float = 20.0
     save_every: float = 0.5
+    keep_snapshots: bool = False  # learned closures: the lattices at the save times
     name: str = field(default="truth", kw_only=True)
 
     work_unit: ClassVar[str] = "runs"
@@ -250,7 +267,8 @@ class TruthRuns(_System):
     def from_spec(cls, spec) -> "TruthRuns":
         t = spec["truth"]
         return cls(**_System.system(spec), seed=spec.seed, initial=tuple(t["initial"]), runs=t["runs"],
-                   block=t["block"], t_end=t["t_end"], save_every=t["save_every"])
+                   block=t["block"], t_end=t["t_end"], save_every=t["save_every"],
+                   keep_snapshots=spec["closure"]["latent"] > 0)
 
     @property
     def times(self) -> np.ndarray:
@@ -269,6 +287,11 @@ class TruthRuns(_System):
         ds["z"] = (("m0", "replica", "time", "obs"), _lazy((P, n, T, len(obs)), (1, self.block, T, len(obs)), np.float64))
         ds["z"].attrs["description"] = "observables of the large system at the save times (m for Curie-Weiss)"
         ds["time"].attrs["units"] = TIME_UNIT
+        if self.keep_snapshots:
+            L = self.size
+            ds["snapshot"] = (("m0", "replica", "time", "row", "col"),
+                              _lazy((P, n, T, L, L), (1, self.block, T, L, L), np.int8))
+            ds["snapshot"].attrs["description"] = "the lattice at the save times (for learned closures)"
         ds.attrs.update(self.system_attrs(), initial_state="int((1 + m0) N / 2) up spins, uniformly shuffled",
                         block_size=self.block)
         return ds
@@ -278,8 +301,18 @@ class TruthRuns(_System):
         p = self.params()
         spins = glauber.random_spins(self.block, self.size, rng, m0=self.initial[point])
         times = self.times
-        z = np.stack([glauber.run_time(s, times, p, rng)[1] for s in spins])  # one kernel call per run
-        return BlockOutput(stats={}, arrays={"z": z}, work=self.block)
+        if not self.keep_snapshots:
+            z = np.stack([glauber.run_time(s, times, p, rng)[1] for s in spins])  # one kernel call per run
+            return BlockOutput(stats={}, arrays={"z": z}, work=self.block)
+        # one kernel call per save interval (exact in law: the pending event is memoryless)
+        snaps = np.empty((self.block, len(times)) + spins.shape[1:], np.int8)
+        z = np.empty((self.block, len(times), len(self.observables)))
+        for r, s in enumerate(spins):
+            snaps[r, 0], z[r, 0] = s, glauber.observables(s, p)
+            for k in range(1, len(times)):
+                s, obs = glauber.run_time(s, [times[k] - times[k - 1]], p, rng)
+                snaps[r, k], z[r, k] = s, obs[0]
+        return BlockOutput(stats={}, arrays={"z": z, "snapshot": snaps}, work=self.block)
 
     def warmup(self) -> None:
         glauber.warmup()
@@ -324,11 +357,11 @@ class FitSDE:
     name: str = field(default="sde", kw_only=True)
 
     @classmethod
-    def from_spec(cls, spec, pairs) -> "FitSDE":
+    def from_spec(cls, spec, pairs, closure=None) -> "FitSDE":
         from ...engine.types import fingerprint
 
         s = spec["sde"]
-        return cls(upstream=fingerprint(pairs), seed=spec.seed, small_sizes=tuple(spec["partial"]["small_size"]),
+        return cls(upstream=fingerprint(pairs) + ("" if closure is None else fingerprint(closure)), seed=spec.seed, small_sizes=tuple(spec["partial"]["small_size"]),
                    large_size=spec["micro"]["size"], temperature=spec["micro"]["temperature"],
                    field=spec["micro"]["field"], model=spec["micro"]["model"], scaling=spec["loss"]["scaling"],
                    sigma=s["sigma"],
@@ -371,12 +404,9 @@ class FitSDE:
 
         _single_thread()
         variant, Ls = part
-        ds = tree["pairs"].to_dataset().sel(small_size=Ls)
-        if variant == "method":
-            z0, z1 = ds["z0"].values, ds["z1"].values
-        else:
-            z0, z1 = ds["z0_small"].values, ds["z1_small"].values
-        dt = ds["dt"].values
+        ds = closure_pairs(tree, Ls)  # observables (+ learned latents)
+        z0, z1 = (ds["z0"], ds["z1"]) if variant == "method" else (ds["z0_small"], ds["z1_small"])
+        dt = ds["dt"]
         key = (self.seed, stage_id(self.name), VARIANTS.index(variant), self.small_sizes.index(Ls))
         eps = self.epsilon_for(z1 - z0)
         model = SDEModel(**_model_kwargs(self.sigma, self.hidden, eps),
@@ -399,7 +429,7 @@ class FitSDE:
         N = self.large_size**2
         res = [[results[(v, s)] for s in S] for v in VARIANTS]
         out = xr.Dataset(coords={"variant": np.array(VARIANTS, dtype=object), "small_size": np.array(S, np.int64),
-                                 "obs": tree["pairs"]["obs"].values, "epoch": np.arange(self.epochs),
+                                 "obs": np.array(state_names(tree), dtype=object), "epoch": np.arange(self.epochs),
                                  "bound": np.array(["low", "high"], dtype=object)})
         if self.one_dimensional:
             out = out.assign_coords(m=self.m_grid)
@@ -486,9 +516,8 @@ class SDERollout:
     def compute_part(self, tree: xr.DataTree, part) -> dict:
         _single_thread()
         variant, Ls = part
-        truth = tree["truth"].to_dataset()
-        times = truth["time"].values
-        start = truth["z"].isel(time=0).values  # (m0, replica, obs): the truth runs' initial states
+        times = tree["truth"]["time"].values
+        start = truth_states(tree, Ls)[:, :, 0]  # (m0, replica, d): the truth runs' initial states
         P, R, d = start.shape
         save_every = int(round((times[1] - times[0]) / self.dt)) if len(times) > 1 else 1
         n_steps = save_every * (len(times) - 1)
@@ -507,7 +536,8 @@ class SDERollout:
         S = self.small_sizes
         res = [[results[(v, s)] for s in S] for v in VARIANTS]
         out = xr.Dataset(coords={"variant": np.array(VARIANTS, dtype=object), "small_size": np.array(S, np.int64),
-                                 "m0": truth["m0"].values, "time": truth["time"].values, "obs": truth["obs"].values})
+                                 "m0": truth["m0"].values, "time": truth["time"].values,
+                                 "obs": np.array(state_names(tree), dtype=object)})
         dims = ("variant", "small_size", "m0", "time", "obs")
         out["z_mean"] = (dims, np.array([[r["mean"] for r in row] for row in res]))
         out["z_mean"].attrs["description"] = (f"ensemble mean of {self.paths} Euler-Maruyama paths per m0 (REFERENCE-002 §0), "
@@ -556,26 +586,30 @@ class Evaluation:
         roll = tree["rollout"].to_dataset().load()
         truth = tree["truth"].to_dataset().load()
         pairs = tree["pairs"].to_dataset().load()
-        true_mean = truth["z"].mean("replica").transpose("m0", "obs", "time").values
+        # each L_s in its own closure space (learned latents differ between L_s; REFERENCE §6)
+        true_mean = np.stack([truth_states(tree, int(s)).mean(axis=1).transpose(0, 2, 1)
+                              for s in sde["small_size"].values])  # (small_size, m0, obs, time)
         pred_mean = roll["z_mean"].transpose("variant", "small_size", "m0", "obs", "time").values
-        err = (pred_mean - true_mean[None, None]) ** 2
+        err = (pred_mean - true_mean[None]) ** 2
+        true_mean = true_mean[None]
         out = xr.Dataset(coords={"variant": sde["variant"].values, "small_size": sde["small_size"].values,
-                                 "m0": truth["m0"].values, "obs": truth["obs"].values})
+                                 "m0": truth["m0"].values, "obs": truth["obs"].values, "state": roll["obs"].values})
         per_m0 = err.sum(axis=(-2, -1)) / (true_mean**2).sum(axis=(-2, -1))
         out["relative_error_per_m0"] = (("variant", "small_size", "m0"), per_m0)
         out["relative_error"] = (("variant", "small_size"), per_m0.mean(axis=-1))
         out["relative_error"].attrs["description"] = (
             "REFERENCE-002 §6: per m0 sum_(t, obs) (mean_pred - mean_true)^2 / sum_(t, obs) mean_true^2 over the save "
             "times and closure variables, mean over m0")
-        out["relative_error_per_obs"] = (("variant", "small_size", "obs"),
-                                         (err.sum(axis=-1) / (true_mean**2).sum(axis=-1)).mean(axis=2))
-        out["relative_error_per_obs"].attrs["description"] = "the same for each closure variable alone"
+        out["relative_error_per_state"] = (("variant", "small_size", "state"),
+                                           (err.sum(axis=-1) / (true_mean**2).sum(axis=-1)).mean(axis=2))
+        out["relative_error_per_state"].attrs["description"] = (
+            "the same for each closure variable alone (state: the observables, then any learned latents)")
         self._stationary(out, truth, roll)
-        self._diffusion_at_stationary(out, sde)
+        self._diffusion_at_stationary(out, sde, tree)
         if sde.attrs.get("model", "curie_weiss") == "curie_weiss" and "drift_exact" in sde:
             self._exact_laws(out, sde)
         out["n_tiles"] = ("small_size", pairs["n_tiles"].values)
-        self._dt_halving(out, pairs, sde)
+        self._dt_halving(out, pairs, sde, tree)
         self._upsampling_shift(out, pairs)
         out.attrs.update(upstream=self.upstream, pair_duration=float(pairs.attrs["pair_duration"]),
                          n_spins=int(sde.attrs["n_spins"]))
@@ -589,25 +623,29 @@ class Evaluation:
         out["stationary_truth"] = ("obs", late.mean(axis=0))
         out["stationary_truth_se"] = ("obs", late.std(axis=0, ddof=1) / np.sqrt(len(late)))
         out["stationary_truth"].attrs["description"] = "large-system z averaged over t >= t_end/2, all runs and m0"
-        out["stationary_model"] = roll["stationary_mean"]
-        out["stationary_model_se"] = roll["stationary_se"]
-        se = np.sqrt(roll["stationary_se"] ** 2 + out["stationary_truth_se"] ** 2)
-        out["stationary_z_score"] = (roll["stationary_mean"] - out["stationary_truth"]) / se
+        phys = truth["obs"].values
+        out["stationary_model"] = roll["stationary_mean"].sel(obs=phys)
+        out["stationary_model_se"] = roll["stationary_se"].sel(obs=phys)
+        se = np.sqrt(out["stationary_model_se"] ** 2 + out["stationary_truth_se"] ** 2)
+        out["stationary_z_score"] = (out["stationary_model"] - out["stationary_truth"]) / se
         out["stationary_z_score"].attrs["description"] = "(model - truth) / combined standard error"
         out.attrs["stationary_window"] = "t >= t_end/2 of the truth save times"
 
     @staticmethod
-    def _diffusion_at_stationary(out: xr.Dataset, sde: xr.Dataset) -> None:
+    def _diffusion_at_stationary(out: xr.Dataset, sde: xr.Dataset, tree: xr.DataTree) -> None:
         """N sigma_mm^2 of every fitted SDE at the large system's stationary z.
 
         The large system's value is 2(1 - m tanh(beta(m + h))) for Curie–Weiss and
         0.642 for Ising at T = 2.5, h = 0.1 (REFERENCE §9); lambda = K should recover
         it, lambda = 1 gives about K times more.
         """
-        z = out["stationary_truth"].values[None, :]
         N = int(sde.attrs["n_spins"])
-        vals = np.array([[N * load_model(sde, str(v), int(s)).diffusion(z)[0, 0, 0] for s in sde["small_size"].values]
-                         for v in sde["variant"].values])
+        late = stationary_window(tree["truth"]["time"].values)
+        vals = np.empty((sde.sizes["variant"], sde.sizes["small_size"]))
+        for j, s in enumerate(sde["small_size"].values):
+            z = truth_states(tree, int(s))[:, :, late].reshape(-1, len(sde["obs"])).mean(axis=0)[None, :]
+            for i, v in enumerate(sde["variant"].values):
+                vals[i, j] = N * load_model(sde, str(v), int(s)).diffusion(z)[0, 0, 0]
         out["n_sigma2_m_at_stationary"] = (("variant", "small_size"), vals)
         out["n_sigma2_m_at_stationary"].attrs["description"] = (
             "N x learned variance rate of m at the truth's stationary z (N = L**2, the large system)")
@@ -638,7 +676,7 @@ class Evaluation:
         out["stationary_exact"] = ("obs", [float(np.sum(law[0] * law[1]))])
         out["stationary_exact"].attrs["description"] = "exact stationary <m> of the N-spin Curie-Weiss chain"
 
-    def _dt_halving(self, out: xr.Dataset, pairs: xr.Dataset, sde: xr.Dataset) -> None:
+    def _dt_halving(self, out: xr.Dataset, pairs: xr.Dataset, sde: xr.Dataset, tree: xr.DataTree) -> None:
         """Bias self-check of the fixed-duration tile runs, per closure variable d.
 
         ratio_d = sum w_d(z0) Delta_d(dt) / (2 sum w_d(z0) Delta_d(dt/2)) over the pairs,
@@ -655,7 +693,8 @@ class Evaluation:
             if "drift_exact" in sde:
                 w[j] = glauber.cw_drift(z0[j], self.temperature, self.field)
             else:
-                w[j] = load_model(sde, "method", int(Ls)).drift(z0[j])
+                state = closure_pairs(tree, int(Ls))["z0"]  # the model's input: observables (+ latents)
+                w[j] = load_model(sde, "method", int(Ls)).drift(state)[:, : z0.shape[-1]]
         x, y = full_inc * w, half_inc * w  # (small_size, replica, obs)
         ratio = x.sum(axis=1) / (2.0 * y.sum(axis=1))
         n = x.shape[1]
@@ -720,9 +759,15 @@ class Evaluation:
 
 def build(spec) -> dict:
     """Every stage of the method from a validated spec, chained by fingerprints."""
+    from .closure_stage import FitClosure
+
     pairs = PairSweep.from_spec(spec)
-    sde = FitSDE.from_spec(spec, pairs)
     truth = TruthRuns.from_spec(spec)
+    closure = FitClosure.from_spec(spec, pairs, truth) if spec["closure"]["latent"] > 0 else None
+    sde = FitSDE.from_spec(spec, pairs, closure)
     roll = SDERollout.from_spec(spec, sde, truth)
     ev = Evaluation.from_spec(spec, pairs, sde, truth, roll)
-    return {"pairs": pairs, "sde": sde, "truth": truth, "rollout": roll, "evaluation": ev}
+    stages = {"pairs": pairs, "truth": truth, "sde": sde, "rollout": roll, "evaluation": ev}
+    if closure is not None:
+        stages["closure"] = closure
+    return stages
