@@ -254,7 +254,8 @@ def latent_store(tmp_path_factory):
 
 
 def test_learned_closure_targets_are_patch_additive(latent_store):
-    """z1 of the method is the closure of the evolved lattice, (1/K) sum_J e(x_J): only tile I changed (REFERENCE §0)."""
+    """z1 - z0 of the method is K x the change of the lattice's closure (1/K) sum_J e(x_J): only tile I changed,
+    so z1 = z0 + e(x_{t+dt, I}) - e(x_{t, I}) (REFERENCE §0)."""
     from cgflow.methods.partial.closure_stage import load_closure
 
     tree = open_run(latent_store)
@@ -263,9 +264,12 @@ def test_learned_closure_targets_are_patch_additive(latent_store):
     pairs = tree["pairs"].to_dataset().sel(small_size=8)
     ae = load_closure(clo, 8)
     mean, sd = clo["latent_mean"].sel(small_size=8).values, clo["latent_sd"].sel(small_size=8).values
+    before = ae.transform(pairs["snapshot"].values[:256]).astype(np.float64)
     after = ae.transform(pairs["snapshot_after"].values[:256]).astype(np.float64)
     z1 = clo["z1"].sel(small_size=8).values[:256]
-    np.testing.assert_allclose((after - mean) / sd, z1, atol=2e-4 * np.abs(z1).max())
+    K = 4
+    np.testing.assert_allclose((before + K * (after - before) - mean) / sd, z1, atol=2e-4 * np.abs(z1).max())
+    np.testing.assert_allclose((before - mean) / sd, clo["z0"].sel(small_size=8).values[:256], atol=1e-4)
     # the baseline pair is the evolved tile's own encoding, and the truth latents encode the truth lattices
     tile = pairs["tile"].values[:256]
     np.testing.assert_allclose((ae.transform(pairs["snapshot_after"].values[:256], tile=tile) - mean) / sd,

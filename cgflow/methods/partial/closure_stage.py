@@ -6,7 +6,11 @@ encoder e gives the closure ẑ(x) = (1/K) Σ_J e(x_J), patch-additive by
 construction, so the partial-evolution target extends to it exactly as to m and
 ρ_dw (REFERENCE §0):
 
-    ẑ₁ = ẑ(x_t) + (e(x_{t+δt,I}) − e(x_{t,I})) / K,
+    ẑ₁ = ẑ(x_t) + e(x_{t+δt,I}) − e(x_{t,I}),
+
+(φ(x_I) = e(x_I) is the single-tile term, so ẑ₁ − ẑ₀ is the tile's own change:
+K times the change of the lattice's closure, with K times its variance — the
+reason for λ = K),
 
 and the baseline pair is the tile's own (e(x_{t,I}), e(x_{t+δt,I})). The truth
 runs' lattices are encoded with the same encoder, so each L_s has its own closure
@@ -120,7 +124,6 @@ class FitClosure:
         x = np.asarray(pairs["snapshot"].values)
         after = np.asarray(pairs["snapshot_after"].values)
         tile = np.asarray(pairs["tile"].values)
-        K = (x.shape[-1] // Ls) ** 2
         ae = ClosureAutoencoder(tile_size=Ls, latent=self.latent, epochs=self.epochs, batch_size=self.batch_size,
                                 learning_rate=self.learning_rate,
                                 random_state=(self.seed, stage_id(self.name), self.small_sizes.index(Ls)))
@@ -141,7 +144,7 @@ class FitClosure:
         lat_truth = ae.transform(truth.reshape((-1,) + truth.shape[-2:])).astype(np.float64)
         lat_truth = scaled(lat_truth).reshape(truth.shape[:3] + (self.latent,))
         state = ae.state_dict()
-        return dict(z0=scaled(lat0), z1=scaled(lat0 + (e_after - e_before) / K), z0_small=scaled(e_before),
+        return dict(z0=scaled(lat0), z1=scaled(lat0 + e_after - e_before), z0_small=scaled(e_before),
                     z1_small=scaled(e_after), truth=lat_truth, mean=mean, sd=sd, loss=np.asarray(ae.loss_curve_),
                     reconstruction=ae.reconstruction_loss(x[self.snapshots:][:512] if len(x) > self.snapshots
                                                           else x[:512]),
@@ -155,7 +158,7 @@ class FitClosure:
         out = xr.Dataset(coords={"small_size": np.array(S, np.int64), "latent": names, "epoch": np.arange(self.epochs),
                                  "m0": truth["m0"].values, "time": truth["time"].values})
         desc = {"z0": "standardised closure (1/K) sum_J e(x_J) of the snapshot",
-                "z1": "method target: z0 + (e(x_{t+dt, I}) - e(x_{t, I})) / K, standardised",
+                "z1": "method target: z0 + e(x_{t+dt, I}) - e(x_{t, I}) (REFERENCE-002 §0), standardised",
                 "z0_small": "baseline input: e of the evolved tile before the run, standardised",
                 "z1_small": "baseline target: e of the evolved tile after the run, standardised"}
         for k, text in desc.items():
