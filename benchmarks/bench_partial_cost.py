@@ -1,0 +1,97 @@
+"""The headline trade of seed 002: CPU seconds for training pairs from small systems vs the large system directly.
+
+Method (the ``pairs`` stage, one real block): small L_s x L_s runs from the
+authors' random magnetisations, snapshots upsampled to L, one tile evolved for
+``pair_duration`` (plus the dt/2 self-check run, reported separately).
+
+Direct: the same training volume at L: n/spr large-system runs from random
+magnetisations, spr snapshots each ``snapshot_interval`` apart (the same design
+as the small runs), every snapshot evolved whole for ``pair_duration``.
+
+Both measured in one process, one after the other, with ``time.process_time``
+(single-threaded numba kernels). Usage::
+
+    python benchmarks/bench_partial_cost.py --model ising2d --size 64 --pairs 2048
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from cgflow.methods.partial.evolution import partial_evolution_pairs
+from cgflow.methods.partial.stages import PairSweep
+from cgflow.micro import glauber
+
+
+def direct_cost(p: glauber.GlauberParams, pairs: int, spr: int, interval: float, duration: float, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    start = time.process_time()
+    n_runs = -(-pairs // spr)
+    done = 0
+    for s in glauber.random_spins(n_runs, p.size, rng):
+        for _ in range(spr):
+            if done == pairs:
+                break
+            glauber.run_time(s, [duration], p, rng)  # the pair: the whole lattice evolved for dt
+            done += 1
+            s, _ = glauber.run_time(s, [interval], p, rng)  # on to the next snapshot
+    return time.process_time() - start
+
+
+def method_cost(stage: PairSweep, point: int) -> tuple[float, float]:
+    """(CPU s of the whole block, CPU s of its dt/2 self-check run alone)."""
+    start = time.process_time()
+    stage.compute_block(point, 0)
+    total = time.process_time() - start
+    # the self-check is a second partial-evolution pass of the same size: time it alone
+    rng = np.random.default_rng(0)
+    x = glauber.random_spins(stage.block, stage.size, rng)
+    t0 = time.process_time()
+    partial_evolution_pairs(x, stage.small_sizes[point], stage.params(), rng, stage.boundary,
+                            duration=stage.pair_duration / 2)
+    return total, time.process_time() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="ising2d", choices=glauber.MODELS)
+    ap.add_argument("--temperature", type=float, default=2.5)
+    ap.add_argument("--field", type=float, default=0.1)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--small", default="8,16,32")
+    ap.add_argument("--pairs", type=int, default=2048)
+    ap.add_argument("--pair-duration", type=float, default=0.25)
+    ap.add_argument("--snapshots-per-run", type=int, default=16)
+    ap.add_argument("--interval", type=float, default=2.0)
+    ap.add_argument("--window-time", type=float, default=1.0)
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    glauber.warmup()
+    sizes = tuple(int(s) for s in a.small.split(","))
+    stage = PairSweep(model=a.model, temperature=a.temperature, field=a.field, size=a.size, seed=1, small_sizes=sizes,
+                      pairs=a.pairs, block=a.pairs, pair_duration=a.pair_duration,
+                      snapshots_per_run=a.snapshots_per_run, snapshot_interval=a.interval, window_time=a.window_time)
+    stage.compute_block(0, 0)  # compile everything first
+    p = glauber.GlauberParams(a.model, a.temperature, a.field, a.size)
+    direct = direct_cost(p, a.pairs, a.snapshots_per_run, a.interval, a.pair_duration, seed=2)
+    rows = []
+    print(f"{a.model} T = {a.temperature} h = {a.field}, L = {a.size}, {a.pairs} pairs, dt = {a.pair_duration}, "
+          f"{a.snapshots_per_run} snapshots per run every {a.interval}")
+    print(f"direct large-system pairs: {direct:.2f} CPU s")
+    for j, Ls in enumerate(sizes):
+        total, check = method_cost(stage, j)
+        rows.append(dict(small_size=Ls, method_cpu_s=total, self_check_cpu_s=check, direct_cpu_s=direct,
+                         ratio_direct_over_method=direct / total, ratio_without_check=direct / (total - check)))
+        print(f"L_s = {Ls:3d}: method {total:.2f} CPU s (of which the dt/2 self-check {check:.2f}); "
+              f"direct / method = {direct / total:.1f} ({direct / (total - check):.1f} without the check)")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(dict(args=vars(a), rows=rows), f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
