@@ -146,9 +146,9 @@ COMMON: dict[str, Any] = {
 
 FDR_SCHEMA: dict[str, Any] = {
     "micro": {
-        "model": Field("str", choices=("zrp",)),
+        "model": Field("str", doc="a registered micro model (entry-point group cgflow.micro_models): zrp, sep, ..."),
         "sites": Field("int", minimum=8, doc="lattice sites L"),
-        "rate_exponent": Field("int", choices=(0, 1, 2), doc="g(k) = k**p (p = 0: 1 if k > 0)"),
+        "rate_exponent": Field("int", required=False, choices=(0, 1, 2), doc="zrp only (required there): g(k) = k**p (p = 0: 1 if k > 0)"),
         "boundary": Field("str", choices=("periodic", "closed"), required=False, default="closed"),
     },
     "ensemble": {
@@ -324,7 +324,7 @@ def method_schema(data: Mapping[str, Any]) -> dict[str, Any] | None:
     """The sections of the spec's method (and, for eqfree, of its micro model); None if undecidable."""
     method = data.get("method")
     if method == "fdr":
-        return FDR_SCHEMA
+        return _fdr_schema()
     if method == "eqfree":
         model = (data.get("micro") or {}).get("model") if isinstance(data.get("micro"), Mapping) else None
         return {"heterodiffusion": EQFREE_1D_SCHEMA, "lattice2d": EQFREE_2D_SCHEMA}.get(model)
@@ -552,8 +552,106 @@ def _check_probcg(d: dict, problems: list) -> None:
         problems.append(("infer.holdout", "only with infer.data (the fine stage makes its own test runs)"))
 
 
+#: Spec keys of the fdr micro section that are model parameters (the rest are lattice settings).
+FDR_MODEL_PARAMETER_KEYS = ("rate_exponent",)
+
+
+def _fdr_schema() -> dict[str, Any]:
+    """FDR_SCHEMA with ``micro.model`` restricted to the registered micro models (listed in the error)."""
+    from .micro.registry import available_models
+
+    micro = dict(FDR_SCHEMA["micro"])
+    micro["model"] = Field("str", choices=tuple(available_models()), doc=FDR_SCHEMA["micro"]["model"].doc)
+    return {**FDR_SCHEMA, "micro": micro}
+
+
+def _check_fdr_model(d: dict, problems: list):
+    """The micro model of an fdr spec, built with its parameters; None (and problems) if it cannot be."""
+    from .micro.registry import ContractError, create_model, get_model_class
+
+    micro = d.get("micro", {})
+    name = micro.get("model")
+    if name is None:
+        return None
+    try:
+        cls = get_model_class(name)
+    except (ContractError, KeyError) as exc:
+        problems.append(("micro.model", str(exc)))
+        return None
+    ok = True
+    for key in cls.parameters:
+        if micro.get(key) is None:
+            problems.append((f"micro.{key}", f"missing required key for micro.model: {name}"))
+            ok = False
+    for key in FDR_MODEL_PARAMETER_KEYS:
+        if key not in cls.parameters and micro.get(key) is not None:
+            problems.append((f"micro.{key}", f"the {name} model takes no {key} (its parameters: {list(cls.parameters) or 'none'})"))
+            ok = False
+    if not ok:
+        return None
+    try:
+        return create_model(name, {key: micro[key] for key in cls.parameters})
+    except ValueError as exc:
+        problems.append(("micro", str(exc)))
+        return None
+
+
+def _check_fdr_against_model(d: dict, model, problems: list) -> None:
+    """Densities inside the model's domain; stages and estimators the model's capabilities allow."""
+    import numpy as np
+
+    name = d["micro"]["model"]
+    lo, hi = model.density_domain
+    domain = f"({lo:g}, {hi:g})" if hi != float("inf") else f"> {lo:g}"
+    profiles = (d.get("ensemble") or {}).get("profiles") or {}
+    for rho in (profiles.get("flat") or {}).get("rho", ()):
+        try:
+            model.check_density(rho)
+        except ValueError:
+            problems.append(("ensemble.profiles.flat.rho", f"the {name} model needs densities {domain}, got {rho:g}"))
+    affine = profiles.get("affine") or {}
+    for rho in affine.get("rho_mid", ()):
+        for s in affine.get("slopes", ()):
+            ends = (rho - abs(s) / 2, rho + abs(s) / 2)
+            if ends[0] > 0 and hi != float("inf"):  # the lower end has its own check (stay > 0)
+                try:
+                    model.check_density(np.array(ends))
+                except ValueError:
+                    problems.append(("ensemble.profiles.affine.slopes", f"rho_mid + s (x - 1/2) must stay in the {name} "
+                                     f"model's densities {domain} on [0, 1]; rho_mid = {rho:g}, s = {s:g} reaches "
+                                     f"{ends[0]:g} .. {ends[1]:g}"))
+    stages = d.get("stages") or ()
+    estimators = (d.get("operator") or {}).get("estimators") or ()
+    if "carre_du_champ" in estimators and not getattr(model, "has_bond_rates", False):
+        problems.append(("operator.estimators", f"the {name} model gives no bond rates (has_bond_rates is false): "
+                         "the carre_du_champ estimator is unavailable; list the others"))
+    needs_facts = [s for s in ("macro", "particles", "particles_vs_macro") if s in stages]
+    if needs_facts and not getattr(model, "has_exact_facts", False):
+        problems.append(("stages", f"the {name} model gives no exact facts (has_exact_facts is false): stages "
+                         f"{needs_facts} need its thermodynamic force; leave them out"))
+    elif needs_facts:
+        from .methods.fdr.macro import model_cases
+
+        table = model_cases(model)
+        cases = list((d.get("macro") or {}).get("cases") or ())
+        if any(s.startswith("particles") for s in stages) and "periodic-cosine" not in cases:
+            cases.append("periodic-cosine")
+        x = np.linspace(0.0, 1.0, 201)
+        for case in cases:
+            if case not in table:
+                problems.append(("macro.cases", f"the {name} model has no case {case!r}; it has {sorted(table)}"))
+                continue
+            try:
+                model.check_density(table[case].profile(x))
+            except ValueError as exc:
+                problems.append(("macro.cases", f"case {case!r} leaves the {name} model's densities {domain}: {exc}"))
+
+
 def _check_fdr(d: dict, problems: list) -> None:
     micro, ens = d.get("micro", {}), d.get("ensemble", {})
+    model = _check_fdr_model(d, problems)
+    if model is not None:
+        _check_fdr_against_model(d, model, problems)
     sites, nb = micro.get("sites"), ens.get("basis_functions")
     if sites is not None and nb is not None:
         if sites % nb:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .ensemble import ZRPEnsemble
+from .ensemble import FDREnsemble, ZRPEnsemble
 from .fit import FittedOperator, OperatorFit, fitted_operator
 from .macro import MacroSimulation
 from .operator import OperatorTable
@@ -12,6 +12,7 @@ from .particles import ParticleComparison, ParticleEnsemble
 
 __all__ = [
     "ZRPEnsemble",
+    "FDREnsemble",
     "OperatorTable",
     "OperatorFit",
     "MacroSimulation",
@@ -24,8 +25,12 @@ __all__ = [
 
 
 def build_stages(spec: Any) -> list:
-    """All stages of the method, chained by fingerprints; those in ``spec.stages`` are returned."""
-    ensemble = ZRPEnsemble.from_spec(spec)
+    """All stages of the method, chained by fingerprints; those in ``spec.stages`` are returned.
+
+    The micro model is ``micro.model`` from the registry (:mod:`cgflow.micro.registry`),
+    built with its parameters; no stage names a model.
+    """
+    ensemble = FDREnsemble.from_spec(spec)
     operator = OperatorTable.from_spec(spec, ensemble)
     fit = OperatorFit.from_spec(spec, operator)
     macro = MacroSimulation.from_spec(spec, fit)

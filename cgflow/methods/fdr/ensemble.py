@@ -1,7 +1,8 @@
 """Ensemble stage of fluctuation–dissipation operator discovery (seed 000, Algorithm 1, step 1–2).
 
-For every profile of the sweep, R = R1 x R2 replicas of the zero-range process
-are prepared from the local-equilibrium product measure of the profile, evolved
+For every profile of the sweep, R = R1 x R2 replicas of the micro model (the
+zero-range process of the paper, or any model of the fdr contract,
+:mod:`cgflow.micro.contract`, selected by ``micro.model``) are prepared from the local-equilibrium product measure of the profile, evolved
 for ``equilibrate`` (t_ini -> t_prep, Algorithm 1 line 3), continued R2 times for
 ``decorrelate`` (t_prep -> t0, line 5) and then for ``h`` (t0 -> t0 + h, line 6).
 Per replica it records the projections on the hat functions
@@ -17,7 +18,8 @@ store keeps P and the streaming statistics:
 * ``state``: moments of P(t0) (static covariance: sqrt(eps)-scaled compressibility);
 * ``carre_du_champ``: per replica, the conditional rate of the quadratic
   covariation of Y given the configuration at t0 (REFERENCE §1, estimator 3):
-  K_ab = (L/2) sum_i (g(eta_i) + g(eta_i+1))/2 dgamma_a,i dgamma_b,i, as the
+  K_ab = (L/2) sum_i r_i(eta) dgamma_a,i dgamma_b,i, r_i the model's jump rate across
+  bond i (ZRP: (g(eta_i) + g(eta_i+1))/2; the model's ``bond_rates``), as the
   tridiagonal stencil (K_b,b-1, K_bb, K_b,b+1) of every node;
 * ``quadratic_variation``: per replica, the realised quadratic covariation over
   the window [t0, t0 + T_w] (estimator 2): jumps across each bond, weighted the
@@ -38,7 +40,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import dask.array as da
 import numpy as np
@@ -47,11 +49,28 @@ import xarray as xr
 from ...engine.keys import BlockKey, block_stream
 from ...engine.stats import Moments
 from ...engine.types import BlockOutput, Stat, Sweep
-from ...micro import zrp, zrp_hydro
+from ...micro import registry, zrp_hydro
 
-__all__ = ["ZRPEnsemble", "hat_weights", "project"]
+__all__ = ["ZRPEnsemble", "FDREnsemble", "hat_weights", "project", "micro_model", "model_fields"]
 
 PREPARE, CONTINUE = 0, 1  # the two random streams of a block
+
+
+def micro_model(model: str, rate_exponent: int | None, model_params: tuple = ()) -> Any:
+    """The registry's model ``model`` with ``model_params`` ((key, value) pairs) and, if not None, ``rate_exponent``."""
+    params = dict(model_params)
+    if rate_exponent is not None:
+        params["rate_exponent"] = rate_exponent
+    return registry.create_model(model, params)
+
+
+def model_fields(spec) -> dict:
+    """Stage fields naming the model of a validated spec: ``model`` and ``model_params`` (its parameters
+    other than ``rate_exponent``, which stages keep as their own field)."""
+    micro = spec["micro"]
+    cls = registry.get_model_class(micro["model"])
+    params = tuple((k, micro[k]) for k in cls.parameters if k != "rate_exponent")
+    return {"model": micro["model"], "model_params": params}
 
 
 def hat_weights(sites: int, elements: int) -> np.ndarray:
@@ -82,11 +101,17 @@ def project(eta: np.ndarray, elements: int, periodic: bool) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ZRPEnsemble:
-    """The ``ensemble`` sweep stage for the zero-range process (implements ``SweepStage``)."""
+    """The ``ensemble`` sweep stage (implements ``SweepStage``) for any fdr micro model.
+
+    The model is ``registry.create_model(model, params)``, params = ``model_params``
+    plus ``rate_exponent`` when that is not None (the zero-range process's p; None
+    for models without it, e.g. ``model="sep"``). The class keeps its historical
+    name; ``FDREnsemble`` is an alias.
+    """
 
     seed: int
     sites: int
-    rate_exponent: int
+    rate_exponent: int | None
     periodic: bool
     profile_kind: tuple[str, ...]
     rho_mid: tuple[float, ...]
@@ -100,8 +125,15 @@ class ZRPEnsemble:
     h: float
     window: float | None = None
     store_replicas: bool = False
+    model: str = "zrp"
+    model_params: tuple = ()
     name: str = "ensemble"
     work_unit: ClassVar[str] = "KMC events"
+
+    @property
+    def micro(self) -> Any:
+        """The micro model object (registry; cached)."""
+        return micro_model(self.model, self.rate_exponent, self.model_params)
 
     @classmethod
     def from_spec(cls, spec) -> "ZRPEnsemble":
@@ -124,6 +156,7 @@ class ZRPEnsemble:
             h=ens["times"]["h"],
             window=ens["times"].get("window"),
             store_replicas=ens["store_replicas"],
+            **model_fields(spec),
         )
 
     # ------------------------------------------------------------------ geometry
@@ -137,7 +170,7 @@ class ZRPEnsemble:
 
     def density_profile(self, point: int) -> np.ndarray:
         """rho(x_i) = rho_mid + slope (x_i - 1/2) at the lattice sites."""
-        x = zrp.site_positions(self.sites)
+        x = self.micro.site_positions(self.sites)
         return self.rho_mid[point] + self.slope[point] * (x - 0.5)
 
     @property
@@ -194,11 +227,11 @@ class ZRPEnsemble:
         return ds
 
     def conventions(self) -> dict:
+        model = self.micro.conventions()
         return {
-            "model": "zero-range process",
+            "model": model["model"],
             "sites": self.sites,
-            "rate_exponent": self.rate_exponent,
-            "rate": "g(k) = k**p (p = 0: 1 if k > 0); jump left/right with probability 1/2 each",
+            **{k: v for k, v in model.items() if k != "model"},
             "boundary": "periodic" if self.periodic else "closed",
             "time_scaling": "lattice time = macroscopic time * sites**2",
             "site_positions": "x_i = i / sites (nodes a/N on sites)",
@@ -225,7 +258,7 @@ class ZRPEnsemble:
         return [prep], block * bs % rc, bs
 
     def compute_block(self, point: int, block: int) -> BlockOutput:
-        bs, L, p = self.block_size, self.sites, self.rate_exponent
+        bs, L, m = self.block_size, self.sites, self.micro
         key = BlockKey(self.name, point, block)
         preps, _, n_cont = self._preparations_of(block)
         if self.block_size >= self.continuations:
@@ -244,20 +277,24 @@ class ZRPEnsemble:
         n_bonds = L if self.periodic else L - 1
         work = 0
         row = 0
+        has_rates = bool(getattr(m, "has_bond_rates", False))
         for _ in preps:
-            eta = zrp.sample_product_measure(rho_sites, p, prep_rng)
-            work += zrp.run_zrp(eta, self.t_equilibrate * L**2, p, self.periodic, prep_rng)
+            eta = m.sample_product_measure(rho_sites, prep_rng)
+            work += m.run(eta, self.t_equilibrate * L**2, self.periodic, prep_rng)
             for _ in range(n_cont):
                 state = eta.copy()
                 if self.t_decorrelate > 0:
-                    work += zrp.run_zrp(state, self.t_decorrelate * L**2, p, self.periodic, cont_rng)
+                    work += m.run(state, self.t_decorrelate * L**2, self.periodic, cont_rng)
                 proj[row, 0] = project(state, self.elements, self.periodic)
-                cdc[row] = zrp_hydro.carre_du_champ_stencil(self._bond_rates(state), L, self.elements, self.periodic)
+                if has_rates:
+                    cdc[row] = zrp_hydro.carre_du_champ_stencil(m.bond_rates(state, self.periodic), L, self.elements, self.periodic)
+                else:  # the model gives no bond rates: the estimator is unavailable (the spec refuses it)
+                    cdc[row] = np.nan
                 jumps[:] = 0
-                work += zrp.run_zrp(state, self.h * L**2, p, self.periodic, cont_rng, bond_jumps=jumps)
+                work += m.run(state, self.h * L**2, self.periodic, cont_rng, bond_jumps=jumps)
                 proj[row, 1] = project(state, self.elements, self.periodic)
                 if self.qv_window > self.h:
-                    work += zrp.run_zrp(state, (self.qv_window - self.h) * L**2, p, self.periodic, cont_rng, bond_jumps=jumps)
+                    work += m.run(state, (self.qv_window - self.h) * L**2, self.periodic, cont_rng, bond_jumps=jumps)
                 # jumps over the window, as a rate per unit lattice time: the same weights as the rates
                 qv[row] = zrp_hydro.carre_du_champ_stencil(jumps[:n_bonds] / (self.qv_window * L**2), L, self.elements, self.periodic)
                 row += 1
@@ -274,21 +311,18 @@ class ZRPEnsemble:
         return BlockOutput(stats=stats, arrays=arrays, work=work)
 
     def _bond_rates(self, eta: np.ndarray) -> np.ndarray:
-        """(g(eta_i) + g(eta_i+1)) / 2 for every bond: the jump rate across it."""
-        g = (eta > 0).astype(np.float64) if self.rate_exponent == 0 else eta.astype(np.float64) ** self.rate_exponent
-        if self.periodic:
-            return 0.5 * (g + np.roll(g, -1))
-        return 0.5 * (g[:-1] + g[1:])
+        """The model's jump rate across every bond (ZRP: (g(eta_i) + g(eta_i+1)) / 2)."""
+        return self.micro.bond_rates(eta, self.periodic)
 
     def warmup(self) -> None:
         """Compile the KMC kernels (numba caches them on disk for later processes)."""
-        zrp.warmup()
+        self.micro.warmup()
 
     # ------------------------------------------------------------------ cost
     def expected_events(self) -> np.ndarray:
-        """Expected KMC events per point: sum_i E[g(eta_i)] = sum_i phi(rho_i) per unit lattice time."""
+        """Expected KMC events per point: the model's event rate of the profile (ZRP: sum_i phi(rho_i)) per unit lattice time."""
         L = self.sites
-        rate = np.array([zrp.fugacity(self.density_profile(i), self.rate_exponent).sum() for i in range(len(self.rho_mid))])
+        rate = np.array([self.micro.event_rate(self.density_profile(i), self.periodic) for i in range(len(self.rho_mid))])
         prep_runs = self.preparations * max(1, self.continuations // self.block_size)
         per_point = prep_runs * self.t_equilibrate + self.preparations * self.continuations * (self.t_decorrelate + self.qv_window)
         return rate * per_point * L**2
@@ -303,11 +337,12 @@ class ZRPEnsemble:
         self.warmup()
         rng = np.random.default_rng(1)
         rho = np.full(self.sites, float(np.mean(self.rho_mid)))
-        eta = zrp.sample_product_measure(rho, self.rate_exponent, rng)
-        duration = 1e5 / zrp.fugacity(rho, self.rate_exponent).sum()
+        m = self.micro
+        eta = m.sample_product_measure(rho, rng)
+        duration = 1e5 / m.event_rate(rho, self.periodic)
         events, start = 0, time.perf_counter()
         while time.perf_counter() - start < 0.5:
-            events += zrp.run_zrp(eta, duration, self.rate_exponent, self.periodic, rng)
+            events += m.run(eta, duration, self.periodic, rng)
             duration *= 2
         kernel = events / (time.perf_counter() - start)
         point = len(self.rho_mid) // 2
@@ -317,3 +352,7 @@ class ZRPEnsemble:
         start = time.perf_counter()
         work = self.compute_block(point, 0).work
         return work / (time.perf_counter() - start), f"one real block of point {point}"
+
+
+#: Model-neutral name of the ensemble stage.
+FDREnsemble = ZRPEnsemble

@@ -57,6 +57,15 @@ Cases (seed Fig. 4)
     data do. The fraction of operator evaluations outside the probed region is
     recorded per run (``extrapolated_fraction``).
 
+Other micro models
+------------------
+The force, the exact reference operator and the case profiles come from the
+micro model of the spec (:mod:`cgflow.micro.contract`, ``thermodynamic_force``,
+``exact_stencil``, ``macro_cases``); the text above is the zero-range process
+of the paper. A model with a bounded density range gives its own profiles under
+the same case names (the SEP: rho0 = 1/2 + cos(2 pi x)/5 and
+0.15 + 0.6 x + 0.1 sin(pi x); :class:`cgflow.micro.registry.ExclusionModel`).
+
 Outputs
 -------
 See :meth:`MacroSimulation.compute`. A failed run (e.g. a fit whose solution
@@ -76,13 +85,14 @@ import xarray as xr
 
 from ...engine.types import TIMING_ATTR, fingerprint
 from ...macro import fem
-from ...micro import zrp_hydro
+from .ensemble import micro_model, model_fields
 from .fit import FittedOperator
 
 __all__ = [
     "CASES",
     "MacroCase",
     "MacroSimulation",
+    "model_cases",
     "dirichlet_asymmetric",
     "initial_condition",
     "periodic_cosine",
@@ -199,6 +209,20 @@ CASES: dict[str, MacroCase] = {
         "outside [4, 10] for x < 0.066 and x > 0.559: extrapolates in rho (seed Fig. 4 right)",
     ),
 }
+
+
+def model_cases(model) -> dict[str, MacroCase]:
+    """The macro cases of a micro model: its ``macro_cases()`` if it gives them, else :data:`CASES`.
+
+    A model of the fdr contract (:mod:`cgflow.micro.contract`) may return
+    ``{name: (boundary, rho0 callable, description)}`` with names from
+    :data:`CASES` (e.g. the SEP, whose densities live in (0, 1), gives profiles
+    inside (0, 1)); ``None`` keeps the seed's cases (densities 3-12).
+    """
+    own = model.macro_cases() if hasattr(model, "macro_cases") else None
+    if own is None:
+        return CASES
+    return {name: MacroCase(name, boundary, profile, text) for name, (boundary, profile, text) in own.items()}
 
 
 def initial_condition(case: str, elements: int) -> tuple[np.ndarray, np.ndarray]:
@@ -367,20 +391,33 @@ class MacroSimulation:
     """
 
     upstream: str
-    rate_exponent: int
+    rate_exponent: int | None
     elements: int
     cases: tuple[str, ...]
     t_end: float
     saves: int
     method: str
+    model: str = "zrp"
+    model_params: tuple = ()
     name: str = "macro"
+
+    @property
+    def micro(self):
+        """The micro model object (registry; cached): force, exact operator and cases."""
+        return micro_model(self.model, self.rate_exponent, self.model_params)
+
+    @property
+    def case_table(self) -> dict[str, MacroCase]:
+        """The model's cases (:func:`model_cases`)."""
+        return model_cases(self.micro)
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        unknown = [c for c in self.cases if c not in CASES]
+        table = self.case_table
+        unknown = [c for c in self.cases if c not in table]
         if unknown or not self.cases:
-            raise ValueError(f"cases must be a non-empty subset of {tuple(CASES)}, got {self.cases!r}")
+            raise ValueError(f"cases must be a non-empty subset of {tuple(table)}, got {self.cases!r}")
         if len(set(self.cases)) != len(self.cases):
             raise ValueError(f"cases must not repeat, got {self.cases!r}")
         if isinstance(self.elements, bool) or int(self.elements) != self.elements or self.elements < 4:
@@ -402,16 +439,17 @@ class MacroSimulation:
             t_end=macro["t_end"],
             saves=macro["saves"],
             method=macro["method"],
+            **model_fields(spec),
         )
 
     # ------------------------------------------------------------------ helpers
     def _force(self, rho):
-        """Nodal analytic force F_a = -log phi(rho_a) (seed eq. (7); Algorithm 1 line 30)."""
-        return zrp_hydro.thermodynamic_force(rho, self.rate_exponent, tabulated=True)
+        """Nodal analytic force F_a = -log phi(rho_a) (seed eq. (7); Algorithm 1 line 30): the model's."""
+        return self.micro.thermodynamic_force(rho, tabulated=True)
 
     def _reference_stencil(self, rho, slope):
         """Exact operator of m(rho) frozen at the local affine state (seed eqs. (6), (8); App. C)."""
-        return zrp_hydro.exact_stencil(rho, slope, self.elements, self.rate_exponent, tabulated=True)
+        return self.micro.exact_stencil(rho, slope, self.elements, tabulated=True)
 
     def _run(self, rho0, stencil, boundary, times) -> fem.MacroResult:
         return fem.simulate(
@@ -541,8 +579,9 @@ class MacroSimulation:
             if progress is not None:
                 progress(done, total)
 
+        table = self.case_table
         for c, case_name in enumerate(self.cases):
-            case = CASES[case_name]
+            case = table[case_name]
             _, rho0 = case.initial(self.elements)
             m_mat = fem.mass_matrix(self.elements, case.boundary)
 
@@ -600,7 +639,7 @@ class MacroSimulation:
             "case": np.array(self.cases, dtype=object),
             "time": times,
             "x": x_all,
-            "boundary": ("case", np.array([CASES[c].boundary for c in self.cases], dtype=object)),
+            "boundary": ("case", np.array([table[c].boundary for c in self.cases], dtype=object)),
         }
         run = ("estimator", "mass_conservation", "case")
         ds = xr.Dataset(
@@ -633,7 +672,7 @@ class MacroSimulation:
                 "elements": int(self.elements),
                 "t_end": float(self.t_end),
                 "saves": int(self.saves),
-                "rate_exponent": int(self.rate_exponent),
+                **({"rate_exponent": int(self.rate_exponent)} if self.rate_exponent is not None else {}),
                 "fit_elements": fit_elements,
                 "stencil_rescale": float(ratio),
                 "stability_policy": _STABILITY_POLICY[self.method].format(safety=EXPLICIT_SAFETY),
@@ -644,17 +683,17 @@ class MacroSimulation:
                 "runs use the same scheme and step policy, so this error largely cancels in rel_l2_error: on the "
                 "quick workflow explicit runs (reference_time_error 2e-5) and implicit runs (1e-8) give every "
                 "rel_l2_error to within 4.4e-4 of its size (benchmarks/bench_fdr_macro.py).",
-                "reference_operator": "exact stencil of m = phi/2 by 10-point Gauss-Legendre quadrature per element, "
-                "phi from a cubic Hermite table of the Newton inverse (zrp_hydro.tabulated_fugacity, relative error "
-                "< 1e-14); the force -log phi from the same table",
+                "reference_operator": getattr(self.micro, "reference_operator", "the model's exact_stencil and "
+                                              "thermodynamic_force (cgflow.micro.contract)"),
                 "norm": "rel_l2_error uses ||v||_M = sqrt(v^T M v), M the consistent P1 mass matrix on the case's "
                 "own nodes (L2 norm of the P1 interpolant)",
                 "periodic_x_end": "periodic cases have N nodes; the value at x = 1 repeats x = 0 (the same node)",
                 "probed_region": {"rho_range": rho_range, "slope_range": slope_range},
-                "case_descriptions": [f"{c}: {CASES[c].description}" for c in self.cases],
+                "case_descriptions": [f"{c}: {table[c].description}" for c in self.cases],
                 "extrapolation": extrapolation,
                 "failures": failures,
                 "upstream": self.upstream,
+                "model": self.model,
             }
         )
         return ds

@@ -17,11 +17,15 @@ supports (|a - b| = 2, 3), which vanish for a local operator.
 V_discr coordinates are measured, model-free: rho_a is the ensemble mean of the
 local density at t0, s_a the central difference of neighbouring rho_a. The
 reference ``K_reference`` is exact for the particle system up to local
-equilibrium: the lattice operator (L/2) sum_i phi_i dgamma_a dgamma_b at the
-mean-field profile of t0, obtained by evolving the initial profile with the
-lattice hydrodynamics (:func:`~cgflow.micro.zrp_hydro.lattice_mean_field`) —
-during equilibration a steep affine profile bends (d rho/dt = phi'' s**2 / 2),
-so its nominal values are not the state at t0.
+equilibrium: the lattice operator (L/2) sum_i E[r_i] dgamma_a dgamma_b (E[r_i] the
+model's ``mean_bond_rates``; ZRP: (phi_i + phi_i+1)/2, SEP:
+(rho_i (1 - rho_i+1) + rho_i+1 (1 - rho_i))/2) at the mean-field profile of t0,
+obtained by evolving the initial profile with the model's lattice
+hydrodynamics (``lattice_mean_field``; ZRP:
+:func:`~cgflow.micro.zrp_hydro.lattice_mean_field`) — during equilibration a
+steep affine profile bends (ZRP: d rho/dt = phi'' s**2 / 2), so its nominal
+values are not the state at t0. A model without exact facts
+(``has_exact_facts = False``, :mod:`cgflow.micro.contract`) gets NaN.
 """
 
 from __future__ import annotations
@@ -33,8 +37,8 @@ import xarray as xr
 
 from ...engine.stats import Moments
 from ...engine.types import fingerprint
-from ...micro import zrp, zrp_hydro
-from .ensemble import project
+from ...micro import zrp_hydro
+from .ensemble import micro_model, project
 
 __all__ = ["OperatorTable", "ESTIMATORS"]
 
@@ -60,13 +64,20 @@ class OperatorTable:
     sites: int
     elements: int
     periodic: bool
-    rate_exponent: int
+    rate_exponent: int | None
     h: float
     t0: float
     rho_mid: tuple[float, ...]
     profile_slope: tuple[float, ...]
     blocks_per_cluster: int
+    model: str = "zrp"
+    model_params: tuple = ()
     name: str = "operator"
+
+    @property
+    def micro(self):
+        """The micro model object (registry; cached)."""
+        return micro_model(self.model, self.rate_exponent, self.model_params)
 
     @classmethod
     def from_spec(cls, spec, ensemble) -> "OperatorTable":
@@ -84,6 +95,8 @@ class OperatorTable:
             rho_mid=ensemble.rho_mid,
             profile_slope=ensemble.slope,
             blocks_per_cluster=max(1, ensemble.continuations // ensemble.block_size),
+            model=ensemble.model,
+            model_params=ensemble.model_params,
         )
 
     # ------------------------------------------------------------------ geometry
@@ -95,12 +108,14 @@ class OperatorTable:
 
     def reference_stencils(self, profile: int) -> np.ndarray:
         """(n_nodes, 3) exact band of the operator at t0 for one profile (see module docstring)."""
-        x = zrp.site_positions(self.sites)
+        m = self.micro
+        x = m.site_positions(self.sites)
         rho0 = self.rho_mid[profile] + self.profile_slope[profile] * (x - 0.5)
+        if not getattr(m, "has_exact_facts", False):
+            return np.full((self.elements if self.periodic else self.elements + 1, 3), np.nan)
         if self.profile_slope[profile] != 0:  # flat profiles are stationary
-            rho0 = zrp_hydro.lattice_mean_field(rho0, self.t0 * self.sites**2, self.rate_exponent, self.periodic)
-        phi = zrp.fugacity(rho0, self.rate_exponent)
-        rates = 0.5 * (phi + np.roll(phi, -1)) if self.periodic else 0.5 * (phi[:-1] + phi[1:])
+            rho0 = m.lattice_mean_field(rho0, self.t0 * self.sites**2, self.periodic)
+        rates = m.mean_bond_rates(rho0, self.periodic)
         return zrp_hydro.carre_du_champ_stencil(rates, self.sites, self.elements, self.periodic)
 
     # ------------------------------------------------------------------ per-profile estimates
@@ -199,12 +214,13 @@ class OperatorTable:
         ds["K_far"].attrs["description"] = "locality probe: increment estimate of <K gamma_a, gamma_a+k>, |k| >= 2 (disjoint supports; 0 for a local operator)"
         ds["K_reference"].attrs["description"] = (
             "exact operator of the particle system under local equilibrium at the mean-field profile of t0: "
-            "(L/2) sum_i (phi_i + phi_i+1)/2 dgamma_a dgamma_b (REFERENCE §1)"
+            "(L/2) sum_i E[r_i] dgamma_a dgamma_b, E[r_i] the mean jump rate across bond i under the product measure "
+            "(ZRP: (phi_i + phi_i+1)/2; REFERENCE §1); NaN if the model gives no exact facts"
         )
         ds["rho"].attrs["description"] = "measured local density rho_a at t0 (ensemble mean of the hat projection)"
         ds["slope"].attrs["description"] = "measured local gradient (rho_a+1 - rho_a-1) / 2 Delta at t0 (macroscopic units)"
         ds["rho_nominal"].attrs["description"] = "initial profile density at the node, rho_mid + s (x_a - 1/2)"
         ds["slope_nominal"].attrs["description"] = "initial profile slope s"
         ds.attrs.update({"h": self.h, "elements": self.elements, "clusters_per_profile": n_blocks // self.blocks_per_cluster,
-                         "margin": self.margin})
+                         "margin": self.margin, "model": self.model})
         return ds

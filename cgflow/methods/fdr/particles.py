@@ -104,9 +104,8 @@ import xarray as xr
 from ...engine.keys import BlockKey, block_stream
 from ...engine.stats import Moments
 from ...engine.types import BlockOutput, Stat, Sweep, fingerprint
-from ...micro import zrp
-from .ensemble import project
-from .macro import CASES, save_times
+from .ensemble import micro_model, model_fields, project
+from .macro import model_cases, save_times
 
 __all__ = ["ParticleEnsemble", "ParticleComparison", "SUPPORTED_CASES", "BAND_Z", "chi2_nodes", "chi2_test"]
 
@@ -132,8 +131,8 @@ class ParticleEnsemble:
         Root seed of the run.
     sites : int
         Lattice size L (a multiple of ``elements``).
-    rate_exponent : int
-        p of g(k) = k**p.
+    rate_exponent : int or None
+        p of g(k) = k**p for the zero-range process; None for models without it.
     elements : int
         Macro elements N: nodes a/N, a = 0..N-1 (periodic), hat averages over n = L/N sites per side.
     case : str
@@ -144,25 +143,35 @@ class ParticleEnsemble:
         Independent replicas (a multiple of ``block_size``).
     block_size : int
         Replicas per block (task).
+    model : str
+        Registered micro model (:mod:`cgflow.micro.registry`); ``model_params`` its
+        other parameters as (key, value) pairs.
     name : str
         Store group.
     """
 
     seed: int
     sites: int
-    rate_exponent: int
+    rate_exponent: int | None
     elements: int
     case: str
     times: tuple[float, ...]
     replicas: int
     block_size: int
+    model: str = "zrp"
+    model_params: tuple = ()
     name: str = "particles"
     work_unit: ClassVar[str] = "KMC events"
+
+    @property
+    def micro(self):
+        """The micro model object (registry; cached)."""
+        return micro_model(self.model, self.rate_exponent, self.model_params)
 
     def __post_init__(self):
         if self.case not in SUPPORTED_CASES:
             raise ValueError(f"case must be one of {SUPPORTED_CASES} (periodic lattice only), got {self.case!r}")
-        zrp.check_rate_exponent(self.rate_exponent)
+        self.micro  # builds (and so checks) the model and its parameters, e.g. the rate exponent
         L = _check_int(self.sites, "sites", 2)
         N = _check_int(self.elements, "elements", 3)
         if L % N:
@@ -191,6 +200,7 @@ class ParticleEnsemble:
             times=tuple(save_times(macro["t_end"], macro["saves"])),
             replicas=parts["replicas"],
             block_size=parts["block"],
+            **model_fields(spec),
         )
 
     # ------------------------------------------------------------------ geometry
@@ -204,7 +214,7 @@ class ParticleEnsemble:
 
     def density_profile(self) -> np.ndarray:
         """rho0(x_i) at the sites x_i = i/L."""
-        return CASES[self.case].profile(zrp.site_positions(self.sites))
+        return model_cases(self.micro)[self.case].profile(self.micro.site_positions(self.sites))
 
     def local_density(self, eta: np.ndarray) -> np.ndarray:
         """Hat averages sum_i gamma_a eta_i / sum_i gamma_a (= n for every periodic hat) of ``eta`` (..., L)."""
@@ -239,13 +249,13 @@ class ParticleEnsemble:
         return ds
 
     def conventions(self) -> dict:
+        model = self.micro.conventions()
         return {
-            "model": "zero-range process",
+            "model": model["model"],
             "case": self.case,
-            "case_description": CASES[self.case].description,
+            "case_description": model_cases(self.micro)[self.case].description,
             "sites": self.sites,
-            "rate_exponent": self.rate_exponent,
-            "rate": "g(k) = k**p (p = 0: 1 if k > 0); jump left/right with probability 1/2 each",
+            **{k: v for k, v in model.items() if k != "model"},
             "boundary": "periodic",
             "time_scaling": "lattice time = macroscopic time * sites**2",
             "site_positions": "x_i = i / sites (nodes a/N on sites)",
@@ -278,17 +288,17 @@ class ParticleEnsemble:
         """
         if not 0 <= block < self.sweep.n_blocks:
             raise IndexError(f"block {block} outside 0..{self.sweep.n_blocks - 1}")
-        L, p, bs = self.sites, self.rate_exponent, self.block_size
+        L, m, bs = self.sites, self.micro, self.block_size
         rng = block_stream(self.seed, BlockKey(self.name, 0, block))
         rho_sites = self.density_profile()
         steps = np.diff(np.concatenate([[0.0], self.times])) * L**2  # lattice time between saves
         states = np.empty((bs, len(self.times), L), dtype=np.int64)
         work = 0
         for r in range(bs):
-            eta = zrp.sample_product_measure(rho_sites, p, rng)
+            eta = m.sample_product_measure(rho_sites, rng)
             for k, dt in enumerate(steps):
                 if dt > 0:
-                    work += zrp.run_zrp(eta, dt, p, True, rng)
+                    work += m.run(eta, dt, True, rng)
                 states[r, k] = eta
         return self.local_density(states), work  # (bs, T, N)
 
@@ -301,12 +311,12 @@ class ParticleEnsemble:
 
     def warmup(self) -> None:
         """Compile the KMC kernels (numba caches them on disk for later processes)."""
-        zrp.warmup()
+        self.micro.warmup()
 
     # ------------------------------------------------------------------ cost
     def expected_events(self) -> np.ndarray:
-        """Expected KMC events of the single point: sum_i phi(rho0_i) * t_end * L**2 per replica, times replicas."""
-        rate = zrp.fugacity(self.density_profile(), self.rate_exponent).sum()  # conserved mass, ~constant rate
+        """Expected KMC events of the single point: event rate of rho0 (ZRP: sum_i phi(rho0_i)) * t_end * L**2 per replica, times replicas."""
+        rate = self.micro.event_rate(self.density_profile(), True)  # conserved mass, ~constant rate
         return np.array([rate * max(self.times) * self.sites**2 * self.replicas])
 
     def measure_throughput(self, budget: float = 20.0) -> tuple[float, str]:
@@ -317,11 +327,12 @@ class ParticleEnsemble:
         """
         self.warmup()
         rng = np.random.default_rng(1)
-        eta = zrp.sample_product_measure(self.density_profile(), self.rate_exponent, rng)
-        duration = 1e5 / zrp.fugacity(self.density_profile(), self.rate_exponent).sum()
+        m = self.micro
+        eta = m.sample_product_measure(self.density_profile(), rng)
+        duration = 1e5 / m.event_rate(self.density_profile(), True)
         events, start = 0, _time.perf_counter()
         while _time.perf_counter() - start < 0.5:
-            events += zrp.run_zrp(eta, duration, self.rate_exponent, True, rng)
+            events += m.run(eta, duration, True, rng)
             duration *= 2
         kernel = events / (_time.perf_counter() - start)
         block_events = self.expected_events()[0] / self.sweep.n_blocks
