@@ -47,11 +47,11 @@ Its law at fixed times is tested against expm(Q t) on small lattices.
 
 from __future__ import annotations
 
-import math
 
 import numba
 import numpy as np
 
+from cgflow.micro import zrp as _zrp
 from cgflow.micro.zrp import site_positions
 
 __all__ = [
@@ -85,27 +85,8 @@ def _check_eta(eta, min_sites: int = 2) -> np.ndarray:
     return eta
 
 
-def _check_duration(duration) -> float:
-    d = float(duration)
-    if not math.isfinite(d) or d < 0:
-        raise ValueError(f"duration must be finite and >= 0, got {duration!r}")
-    return d
-
-
-def _check_rng(rng) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    return rng
-
-
-def _check_counter(arr, size: int, name: str) -> np.ndarray:
-    if arr is None:
-        return np.empty(0, dtype=np.int64)  # size 0 switches the feature off in the kernel
-    if not isinstance(arr, np.ndarray) or arr.dtype != np.int64 or arr.shape != (size,):
-        raise ValueError(f"{name} must be an int64 array of shape ({size},)")
-    if not (arr.flags.c_contiguous and arr.flags.writeable):
-        raise ValueError(f"{name} must be C-contiguous and writeable")
-    return arr
+# the argument checks are the ZRP kernels' (same conventions)
+_check_duration, _check_rng, _check_counter = _zrp._check_duration, _zrp._check_rng, _zrp._check_counter
 
 
 def _check_rho_sites(rho_sites) -> np.ndarray:

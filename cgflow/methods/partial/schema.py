@@ -99,6 +99,14 @@ def _whole(numerator: float, denominator: float) -> int | None:
     return round(q) if round(q) >= 1 and abs(q - round(q)) <= 1e-9 * max(1.0, q) else None
 
 
+def _number(text) -> float:
+    """A strnum value as a float (NaN if it is not a number)."""
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
 def _power_of_two(n: int) -> bool:
     return n >= 1 and n & (n - 1) == 0
 
@@ -166,21 +174,11 @@ def check(d: dict, problems: list) -> None:
     if part.get("block") and part.get("snapshots_per_run") and part["snapshots_per_run"] > part["block"]:
         problems.append(("partial.snapshots_per_run", f"must not exceed partial.block = {part['block']}"))
     scaling = loss.get("scaling")
-    if scaling is not None and scaling != "K":
-        try:
-            value = float(scaling)
-        except ValueError:
-            value = float("nan")
-        if not value > 0 or value == float("inf"):
-            problems.append(("loss.scaling", f"expected K or a number > 0, got {scaling!r}"))
+    if scaling is not None and scaling != "K" and not 0 < _number(scaling) < float("inf"):
+        problems.append(("loss.scaling", f"expected K or a number > 0, got {scaling!r}"))
     eps = sde.get("epsilon")
-    if eps is not None and eps != "auto":
-        try:
-            value = float(eps)
-        except ValueError:
-            value = float("nan")
-        if not value >= 0 or value == float("inf"):
-            problems.append(("sde.epsilon", f"expected auto or a number >= 0, got {eps!r}"))
+    if eps is not None and eps != "auto" and not 0 <= _number(eps) < float("inf"):
+        problems.append(("sde.epsilon", f"expected auto or a number >= 0, got {eps!r}"))
     hidden = sde.get("hidden")
     if hidden is not None and any(not float(h).is_integer() or h < 1 for h in hidden):
         problems.append(("sde.hidden", f"must be integers >= 1, got {list(hidden)}"))
