@@ -47,7 +47,6 @@ Its law at fixed times is tested against expm(Q t) on small lattices.
 
 from __future__ import annotations
 
-
 import numba
 import numpy as np
 
