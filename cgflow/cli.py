@@ -47,10 +47,12 @@ def main() -> None:
 @click.option("--scheduler", metavar="ADDR", help="Attach to a running dask scheduler, e.g. tcp://scheduler:8786.")
 @click.option("--scheduler-file", type=click.Path(dir_okay=False), help="Attach to the scheduler described by this file.")
 @click.option("--restart", is_flag=True, help="Discard the store's contents and start over.")
+@click.option("--rerun", "rerun", multiple=True, metavar="STAGE",
+              help="Recompute this reduce stage (and every later one) although it is up to date, e.g. after a code change; repeatable.")
 @click.option("--dry-run", is_flag=True, help="Print tasks, store layout and cost estimate; compute nothing.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @click.option("--dashboard-address", default="127.0.0.1:8787", show_default=True, help="Dashboard of a local cluster.")
-def run(spec_path, overrides, store, workers, serial, post_mortem, scheduler, scheduler_file, restart, dry_run, progress, dashboard_address):
+def run(spec_path, overrides, store, workers, serial, post_mortem, scheduler, scheduler_file, restart, rerun, dry_run, progress, dashboard_address):
     """Run the workflow SPEC (YAML); re-running the same command resumes."""
     from .spec import SpecError, load_spec
 
@@ -69,17 +71,34 @@ def run(spec_path, overrides, store, workers, serial, post_mortem, scheduler, sc
     from .methods import build_stages
 
     stages = build_stages(spec)
+    _check_rerun(rerun, stages)
     store_path = Path(store or f"{spec.name}.zarr")
     if dry_run:
         _dry_run(spec, stages, store_path, restart)
         return
     try:
-        _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, progress, dashboard_address, serial, post_mortem)
+        _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, progress, dashboard_address, serial,
+             post_mortem, frozenset(rerun))
     except StoreError as exc:
         _fail(f"refused: {exc}", EXIT_STORE)
 
 
-def _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, progress, dashboard_address, serial=False, post_mortem=False):
+def _check_rerun(rerun, stages) -> None:
+    """--rerun names reduce stages of the spec (sweep blocks and iterative checkpoints are resumed, never redone)."""
+    from .engine.iterate import IterativeStage
+    from .engine.types import SweepStage
+
+    by_name = {s.name: s for s in stages}
+    for name in rerun:
+        if name not in by_name:
+            _fail(f"Error: --rerun {name}: not a stage of this spec; expected one of {list(by_name)}", EXIT_USAGE)
+        if isinstance(by_name[name], (SweepStage, IterativeStage)):
+            _fail(f"Error: --rerun {name}: applies to reduce stages; the blocks or checkpoints of a sweep or iterative "
+                  "stage are kept (use --restart, or another --store, to recompute them)", EXIT_USAGE)
+
+
+def _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, progress, dashboard_address, serial=False,
+         post_mortem=False, rerun=frozenset()):
     from .engine import store as st
     from .engine.execute import connect, run_reduce, run_sweep
     from .engine.executors import DaskExecutor, SerialExecutor, TaskError, single_threaded_blas
@@ -96,6 +115,8 @@ def _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, 
             if not st.stage_ready(store_path, stage.name):
                 st.create_stage(store_path, stage, attrs={"spec_hash": spec.hash})
         record = {"index": run_index, "started": _now(), "status": "running", "spec_hash": spec.hash, "stages": {}}
+        if rerun:
+            record["rerun"] = sorted(rerun)
         st.update_attrs(store_path, runs=runs + [record])
         click.echo(f"cgflow {__version__}: {spec.name} ({spec.method}), spec {spec.hash[:12]}, store {store_path} ({'resuming' if state == 'resume' else 'new'})")
         status, code = "complete", 0
@@ -134,7 +155,7 @@ def _run(spec, stages, store_path, restart, workers, scheduler, scheduler_file, 
                             "compute_seconds": round(report.compute_seconds, 3),
                         }
                         _summary(report, hook(stage, "work_unit"))
-                    elif changed or st.stage_fingerprint(path, stage.name) != fingerprint(stage):
+                    elif changed or stage.name in rerun or st.stage_fingerprint(path, stage.name) != fingerprint(stage):
                         if isinstance(stage, IterativeStage):
                             seconds = run_iterative(path, stage, spec.hash, executor(), progress=progress)
                         else:
