@@ -16,6 +16,13 @@ substeps) at H = 8e-3 on one core (median over repeats, after a warm-up that bui
 bond coefficients and factorisations), the projected core-minutes for the paper's 8
 trajectories (1000 forward-Euler steps + 1 final estimate each over t in [0, 1]), and the
 space-time cost ratio against a full-resolution run on the same micro grid and step.
+
+Self-check (``patch_dynamics.buffer: auto``, issue 11 item 4). For the paper's medium and a
+4x stiffer one (a = 4.4 + 4 sin 2 pi y, a* = 1.83), at the paper's scale and at the quick
+workflow's (eps = 1e-4, dx = 1e-6, 4 substeps): the width :func:`select_buffer` chooses, its
+estimated error (change of the estimate to the next rung), the true bias against a wide
+buffer (H = 0.06) and against a* D2, the rungs walked and the wall time of the walk; and the
+estimate :func:`check_buffer` gives the paper's explicit H = 8e-3 in each medium.
 """
 
 from __future__ import annotations
@@ -27,7 +34,10 @@ import time
 
 import numpy as np
 
-from cgflow.methods.eqfree.patch_dynamics import PatchDynamics, relative_derivative_error
+import warnings
+from dataclasses import replace
+
+from cgflow.methods.eqfree.patch_dynamics import PatchDynamics, check_buffer, relative_derivative_error, select_buffer
 from cgflow.micro import heterodiffusion as hd
 
 #: REFERENCE §2 "Buffer size matters" (an independent computation; no entry for 5e-3).
@@ -46,6 +56,7 @@ def main(argv=None) -> None:
     ap.add_argument("--trajectories", type=int, default=8)
     ap.add_argument("--macro-steps", type=int, default=1000)
     ap.add_argument("--no-controls", action="store_true", help="skip the three control columns")
+    ap.add_argument("--no-auto", action="store_true", help="skip the buffer self-check section")
     ap.add_argument("--no-pin", action="store_true", help="do not pin the process to one CPU")
     args = ap.parse_args(argv)
 
@@ -94,6 +105,37 @@ def main(argv=None) -> None:
     print(f"space fraction {pd.space_fraction:.3f}, time fraction {pd.time_fraction():.0e}; "
           f"work per trajectory {pd.patch_work(t_end):.3e} vs full resolution {pd.full_resolution_work(t_end):.3e} "
           f"grid-point updates: ratio {pd.cost_ratio(t_end):.3g}")
+
+    if not args.no_auto:
+        self_check()
+
+
+def self_check(tolerance: float = 1e-3, wide: float = 0.06) -> None:
+    """buffer: auto and the explicit-width estimate, paper and 4x stiffer medium, paper and quick scale."""
+    print()
+    print(f"buffer self-check (tolerance {tolerance:g}; 'bias' = max over nodes |F(H)/F(H = {wide:g}) - 1|, "
+          f"'vs a*' = max |F/(a* D2) - 1|, on U = x**2)")
+    print(f"{'scale':>6} {'medium':>14} {'auto H':>9} {'est.':>8} {'bias':>8} {'vs a*':>8} {'rungs':>5} {'walk':>7}"
+          f" | {'H = 8e-3 est.':>13} {'bias':>8}")
+    media = {"paper": hd.Coefficient(), "4.4+4 sin": hd.Coefficient(mean=4.4, amplitude=4.0)}
+    scales = {"paper": {}, "quick": dict(eps=1e-4, micro_dx=1e-6, substeps=4)}
+    for scale, kw in scales.items():
+        for name, coef in media.items():
+            pd = PatchDynamics(coefficient=coef, **kw)
+            pd.time_derivative(pd.x**2)  # compile / load the kernel outside the timing
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                auto = select_buffer(pd, tolerance)
+                fixed = check_buffer(replace(pd, buffer=8e-3), tolerance, warn=False)
+            walk = time.perf_counter() - start
+            F_wide = replace(pd, buffer=wide).time_derivative(pd.x**2)[0][1:-1]
+            a = hd.effective_coefficient(coef)
+            F = replace(pd, buffer=auto.buffer).time_derivative(pd.x**2)[0][1:-1]
+            F8 = replace(pd, buffer=8e-3).time_derivative(pd.x**2)[0][1:-1]
+            print(f"{scale:>6} {name:>14} {auto.buffer:>9.4g} {auto.error:>8.1e} {np.abs(F / F_wide - 1).max():>8.1e} "
+                  f"{np.abs(F / (2 * a) - 1).max():>8.1e} {len(auto.ladder):>5} {walk:>6.2f}s"
+                  f" | {fixed.error:>13.1e} {np.abs(F8 / F_wide - 1).max():>8.1e}")
 
 
 if __name__ == "__main__":

@@ -230,7 +230,8 @@ EQFREE_1D_SCHEMA: dict[str, Any] = {
     "patch_dynamics": {
         "nodes": Field("int", minimum=3, doc="macro nodes on [0, 1] incl. the two Dirichlet ends; teeth at the interior ones"),
         "tooth": Field("float", **_POS, doc="tooth width h"),
-        "buffer": Field("float", **_POS, doc="patch width H (tooth + buffers)"),
+        "buffer": Field("strnum", required=False, default="auto", doc="patch width H (tooth + buffers), or auto: the narrowest width on a x1.5 ladder from 2 tooth whose estimate of U = x**2 changes by < buffer_tolerance when H widens 1.5x (chosen H and error stored in the attrs; an explicit width is checked the same way and warns above the tolerance)"),
+        "buffer_tolerance": Field("float", required=False, default=1.0e-3, **_POS, doc="relative tolerance of the buffer self-check (max over nodes of the change of the patch estimate from H to ~1.5 H)"),
         "burst": Field("float", **_POS, doc="micro simulation time per derivative estimate (eq. 11)"),
         "substeps": Field("int", required=False, default=4, minimum=1, doc="implicit (TR-BDF2) micro steps per burst"),
         "lift_order": Field("int", required=False, default=2, choices=(2, 4), doc="degree of the lifting polynomial (eq. 10)"),
@@ -489,6 +490,19 @@ def _check_eqfree(d: dict, problems: list) -> None:
         if eps is not None and dx is not None and eps < 4 * dx:
             problems.append(("micro.dx", f"must resolve the heterogeneity (at least 4 points per period eps = {eps:g}), got {dx:g}"))
         nodes, tooth, buffer = pd.get("nodes"), pd.get("tooth"), pd.get("buffer")
+        if isinstance(buffer, str) and buffer != "auto":  # strnum: "auto" or a number kept as text
+            try:
+                buffer = float(buffer)
+            except ValueError:
+                buffer = None
+            if buffer is None or not 0 < buffer < float("inf"):
+                problems.append(("patch_dynamics.buffer", f"must be auto or a number > 0, got {pd['buffer']!r}"))
+                buffer = None
+            pd["buffer"] = buffer if buffer is not None else pd["buffer"]
+        if buffer == "auto":
+            buffer = None  # its rungs are admissible by construction (buffer_ladder)
+            if None not in (nodes, tooth) and 2 * tooth >= 1.0 / (nodes - 1):
+                problems.append(("patch_dynamics.buffer", f"auto needs room for a buffer: 2 tooth < node spacing 1/(nodes - 1) = {1.0 / (nodes - 1):g}, got tooth = {tooth:g}"))
         if None not in (nodes, tooth, buffer):
             spacing = 1.0 / (nodes - 1)
             if not tooth < buffer:

@@ -67,6 +67,26 @@ buffer ends keep that O(eps D1) mismatch, which diffuses into the tooth like
 erfc(H/(4 sqrt(a* dt))); it is proportional to D1 (its sign flips with D1) and
 comparable to the signal because eps D1 ~ a* D2 dt at the paper's values.
 
+The buffer self-check (issue 11 item 4). The width that suffices depends on the
+medium: the paper's H = 8e-3 is 2.4e-4 off in the paper's medium but 8 % off for
+a = 4.4 + 4 sin 2 pi y (a* 4x the paper's), and 0.37 % off in the quick workflow's
+10x coarser medium (``benchmarks/bench_patch_buffer.py``). So the width is checked
+by measurement, never assumed: :func:`check_buffer` compares the patch estimate of
+U = x**2 at H with that at ~1.5 H (two estimates), and :func:`select_buffer`
+(``patch_dynamics.buffer: auto``) walks a x1.5 ladder from 2 tooth
+(:func:`buffer_ladder`) to the narrowest width whose estimate changes by less than
+the tolerance at every interior node. U = x**2 because its D2 = 2 is exact at every
+node for either lifting (so F is compared with a known a* D2, not with a
+finite-difference approximation), and its D1 = 2 x_i is non-zero everywhere (the
+heterogeneous buffer error is proportional to D1, see below), spanning
+D1/D2 = 0.1..0.9 over the nodes; a random initial profile has nodes where D2
+vanishes, where a relative error means nothing. Since the buffer error decays
+like erfc(H/(4 sqrt(a* dt))), the error at 1.5 H is orders of magnitude below that
+at H and the change is the error at H to two digits (measured: 4.6e-4 vs 4.6e-4,
+7.9e-2 vs 8.2e-2, 3.7e-3 vs 3.7e-3 against H = 0.06). It measures only the
+buffer: the time stepping of the burst and the lattice are the same at both
+widths (e.g. 6e-4 from a* D2 remains in the quick medium at its converged H).
+
 Everything is vectorised numpy/scipy or compiled numba over patches and micro
 sites (no Python loop over either); no I/O.
 """
@@ -74,7 +94,8 @@ sites (no Python loop over either); no I/O.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from numbers import Integral, Real
 from typing import Callable
@@ -94,9 +115,14 @@ from ...micro.heterodiffusion import (
 
 __all__ = [
     "TIME_STEPPERS",
+    "BufferCheck",
+    "BufferWarning",
     "PatchDynamics",
     "PatchTrajectory",
+    "buffer_ladder",
+    "check_buffer",
     "relative_derivative_error",
+    "select_buffer",
 ]
 
 #: Projective (macro) time steppers: bursts per macro step.
@@ -189,6 +215,8 @@ class PatchDynamics:
         Tooth width h (restriction window, eq. (7)); h/micro_dx an even integer.
     buffer : float, default 8e-3
         Patch width H (tooth plus buffers); H/micro_dx an even integer, h < H < dx_macro.
+        Not checked here: :func:`check_buffer` estimates its error, :func:`select_buffer`
+        chooses one (the workflows' ``patch_dynamics.buffer: auto``).
     burst : float, default 1e-6
         Micro simulation time per estimate (delta t of eq. (11)).
     substeps : int, default 10
@@ -642,3 +670,202 @@ def relative_derivative_error(scheme: PatchDynamics, U, a_star: float | None = N
         raise ValueError("the central second difference of U vanishes at a patch; the relative error is undefined")
     F, work = scheme.time_derivative(U)
     return F[1:-1] / (a * d2) - 1.0, work
+
+
+# ---------------------------------------------------------------------- buffer self-check
+class BufferWarning(UserWarning):
+    """The patch estimate still changes by more than the tolerance when the buffer widens 1.5x."""
+
+
+#: Default relative tolerance of the buffer self-check (``patch_dynamics.buffer_tolerance``).
+BUFFER_TOLERANCE = 1e-3
+
+#: Growth factor between rungs of the buffer ladder, and between H and its comparison width.
+BUFFER_GROWTH = 1.5
+
+
+def _even_width(width: float, micro_dx: float) -> float:
+    """The smallest even multiple of ``micro_dx`` that is >= ``width`` (to 1e-9 relative)."""
+    k = math.ceil(width / micro_dx * (1 - 1e-9))
+    k += k % 2
+    return max(k, 2) * micro_dx
+
+
+def buffer_ladder(tooth: float, micro_dx: float, macro_nodes: int) -> tuple[float, ...]:
+    """Admissible patch widths H_0 < H_1 < ... < macro spacing, H_{k+1} ~ 1.5 H_k.
+
+    H_0 is the smallest even multiple of ``micro_dx`` >= 2 ``tooth`` (buffers of
+    half a tooth on each side); every rung is an even multiple of ``micro_dx`` (the
+    patch is centred on a micro node) and narrower than 1/(macro_nodes - 1).
+    """
+    tooth, micro_dx = _positive(tooth, "tooth"), _positive(micro_dx, "micro_dx")
+    spacing = 1.0 / (macro_nodes - 1)
+    widths, w = [], _even_width(2.0 * tooth, micro_dx)
+    while w < spacing * (1 - 1e-12):
+        widths.append(w)
+        w = _even_width(BUFFER_GROWTH * w, micro_dx)
+    return tuple(widths)
+
+
+def _test_profile(scheme: PatchDynamics) -> np.ndarray:
+    """U = x**2: D2 = 2 exactly at every node (order 2 and 4 liftings), D1/D2 = x_i in [dx_macro, 1 - dx_macro]."""
+    return scheme.x**2
+
+
+def _relative_change(F: np.ndarray, F_wide: np.ndarray) -> np.ndarray:
+    """|F - F_wide|/|F_wide| at the interior nodes."""
+    return np.abs(F[1:-1] - F_wide[1:-1]) / np.abs(F_wide[1:-1])
+
+
+@dataclass(frozen=True)
+class BufferCheck:
+    """A measured estimate of the buffer error of the patch estimate, stored beside the result.
+
+    Attributes
+    ----------
+    buffer : float
+        The patch width H used.
+    mode : {"auto", "explicit"}
+        Chosen by :func:`select_buffer` or given by the user (checked by :func:`check_buffer`).
+    tolerance : float
+        Relative tolerance of the check.
+    compared_with : float
+        The wider width H' (~1.5 H) the estimate at H was compared with (NaN if none fits).
+    error : float
+        max over interior nodes of |F(H) - F(H')|/|F(H')| on the test profile U = x**2
+        (NaN if no wider admissible width exists).
+    node_error : tuple of float
+        The same per interior node.
+    ladder, ladder_change : tuple of float
+        Widths evaluated (in order) and, for each but the last, the max relative
+        change of the estimate to the next width.
+    work : int
+        Micro grid-point x micro-step updates spent by the check.
+    """
+
+    buffer: float
+    mode: str
+    tolerance: float
+    compared_with: float
+    error: float
+    node_error: tuple[float, ...]
+    ladder: tuple[float, ...]
+    ladder_change: tuple[float, ...]
+    work: int
+
+    @property
+    def within_tolerance(self) -> bool:
+        return bool(self.error < self.tolerance)
+
+    def attrs(self) -> dict:
+        """Flat attrs for a stored dataset (``buffer_*`` keys)."""
+        return {
+            "buffer": self.buffer,
+            "buffer_mode": self.mode,
+            "buffer_tolerance": self.tolerance,
+            "buffer_compared_with": self.compared_with,
+            "buffer_error_estimate": self.error,
+            "buffer_error_estimate_per_node": list(self.node_error),
+            "buffer_within_tolerance": int(self.within_tolerance),
+            "buffer_ladder": list(self.ladder),
+            "buffer_ladder_change": list(self.ladder_change),
+            "buffer_check_work": self.work,
+            "buffer_check_description": (
+                "max over interior nodes of |F(H) - F(H')|/|F(H')|, F the patch estimate (eq. 11) of U = x**2 "
+                "(D2 = 2 exact), H' the next ladder width (~1.5 H); ladder_change: the same for each rung tried"
+            ),
+        }
+
+    def message(self) -> str:
+        return (
+            f"patch_dynamics.buffer = {self.buffer:g}: the patch estimate of U = x**2 changes by {self.error:.2e} "
+            f"(relative, max over nodes) when the buffer widens to {self.compared_with:g}, more than "
+            f"patch_dynamics.buffer_tolerance = {self.tolerance:g}; the buffer biases dU/dt by about that much "
+            f"(use patch_dynamics.buffer: auto, or a wider buffer)"
+        )
+
+
+def _tolerance(tolerance) -> float:
+    return _positive(tolerance, "buffer_tolerance")
+
+
+def check_buffer(scheme: PatchDynamics, tolerance: float = BUFFER_TOLERANCE, warn: bool = True) -> BufferCheck:
+    """Estimate the buffer error of an explicit width: the estimate at H against H' ~ 1.5 H.
+
+    Two patch estimates (one at H, one at H'), i.e. about 2.5 bursts at H. H' is
+    the smallest even multiple of micro_dx >= 1.5 H, or the widest admissible
+    width below the macro spacing; if none is wider than H the error is NaN (not
+    checkable, no warning). Emits :class:`BufferWarning` when the error exceeds
+    ``tolerance`` (and ``warn``).
+    """
+    if not isinstance(scheme, PatchDynamics):
+        raise ValueError(f"scheme must be a PatchDynamics, got {type(scheme).__name__}")
+    tol = _tolerance(tolerance)
+    H, dx = scheme.buffer, scheme.micro_dx
+    wide = _even_width(BUFFER_GROWTH * H, dx)
+    if not wide < scheme.macro_dx * (1 - 1e-12):
+        wide = (math.ceil(scheme.macro_dx / dx * (1 - 1e-9)) - 1) * dx
+        wide -= (round(wide / dx) % 2) * dx
+    U = _test_profile(scheme)
+    if wide <= H * (1 + 1e-12):
+        return BufferCheck(H, "explicit", tol, math.nan, math.nan, (math.nan,) * scheme.n_patches, (H,), (), 0)
+    F, w1 = scheme.time_derivative(U)
+    F_wide, w2 = replace(scheme, buffer=wide).time_derivative(U)
+    change = _relative_change(F, F_wide)
+    err = float(change.max())
+    check = BufferCheck(H, "explicit", tol, wide, err, tuple(map(float, change)), (H, wide), (err,), int(w1 + w2))
+    if warn and not err < tol:
+        warnings.warn(check.message(), BufferWarning, stacklevel=2)
+    return check
+
+
+def select_buffer(scheme: PatchDynamics, tolerance: float = BUFFER_TOLERANCE, warn: bool = True) -> BufferCheck:
+    """``buffer: auto``: the narrowest rung of :func:`buffer_ladder` whose estimate is stable to ``tolerance``.
+
+    Walks the ladder H_0 < H_1 < ... (x1.5 per rung) evaluating the patch estimate
+    F of the test profile U = x**2 once per rung, and returns the first H_k with
+    max_i |F_k - F_{k+1}|/|F_{k+1}| < tolerance at every interior node i. All
+    other parameters (tooth, burst, substeps, scheme, lifting) are those of
+    ``scheme``, so only the buffer varies. H_0 itself is never chosen (its
+    comparison with H_1 has no preceding rung to show the change is decaying: at
+    such narrow buffers F is far off and two rungs can agree by accident; the
+    changes on the paper's ladder run 4e-2, 2, 3e3, 1, 11, ... before they decay).
+    If no rung passes, the widest
+    admissible width is returned with its last measured change and a
+    :class:`BufferWarning` (when ``warn``).
+
+    Cost: one patch estimate per rung up to 1.5 x the chosen width; the widths
+    grow geometrically, so the total is sum_k H_k <= 3 x 1.5 H = 4.5 bursts at the
+    chosen H (lattice set-up and factorisation included once per rung).
+    """
+    if not isinstance(scheme, PatchDynamics):
+        raise ValueError(f"scheme must be a PatchDynamics, got {type(scheme).__name__}")
+    tol = _tolerance(tolerance)
+    ladder = buffer_ladder(scheme.tooth, scheme.micro_dx, scheme.macro_nodes)
+    U = _test_profile(scheme)
+    tried, changes, work = [], [], 0
+    prev = None
+    chosen = None
+    for H in ladder:
+        F, w = replace(scheme, buffer=H).time_derivative(U)
+        work += w
+        tried.append(H)
+        if prev is not None:
+            change = _relative_change(prev, F)
+            changes.append(float(change.max()))
+            if changes[-1] < tol and len(changes) >= 2:
+                chosen = (tried[-2], H, change)
+                break
+        prev = F
+    if chosen is None:  # no rung passed: the widest one, with the last change measured
+        if len(tried) < 2:
+            H = tried[-1]
+            return BufferCheck(H, "auto", tol, math.nan, math.nan, (math.nan,) * scheme.n_patches, tuple(tried), (), int(work))
+        chosen = (tried[-1], tried[-1], change)
+        err = changes[-1]
+        check = BufferCheck(tried[-1], "auto", tol, tried[-1], err, tuple(map(float, change)), tuple(tried), tuple(changes), int(work))
+        if warn:
+            warnings.warn(check.message() + "; no admissible buffer meets the tolerance", BufferWarning, stacklevel=2)
+        return check
+    H, wide, change = chosen
+    return BufferCheck(H, "auto", tol, wide, changes[-1], tuple(map(float, change)), tuple(tried), tuple(changes), int(work))

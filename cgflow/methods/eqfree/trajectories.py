@@ -16,6 +16,7 @@ the store layout is ``U(traj, time, x)`` / ``U(traj, time, x, y)``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -28,7 +29,7 @@ from ...engine.keys import BlockKey, block_stream
 from ...engine.types import BlockOutput, Sweep
 from ...micro import heterodiffusion, lattice2d
 from .gap_tooth import GapTooth2D
-from .patch_dynamics import PatchDynamics
+from .patch_dynamics import BUFFER_TOLERANCE, BufferCheck, PatchDynamics, buffer_ladder, check_buffer, select_buffer
 
 __all__ = ["PatchTrajectories", "GapToothTrajectories", "initial_condition"]
 
@@ -128,19 +129,36 @@ class PatchTrajectories(_Trajectories):
     substeps: int = 4
     lift_order: int = 2
     macro_dt: float = 1e-3
+    # the buffer self-check (patch_dynamics.buffer: auto | width; .buffer_tolerance): a diagnostic of
+    # ``buffer``, which alone enters the results, so neither is part of the stage's fingerprint
+    buffer_tolerance: float = field(default=BUFFER_TOLERANCE, metadata={"fingerprint": False})
+    buffer_check: BufferCheck | None = field(default=None, compare=False, metadata={"fingerprint": False})  # may hold NaN
 
     probe_description: ClassVar[str] = "one patch derivative estimate (eq. 11) of all teeth"
 
     @classmethod
     def from_spec(cls, spec) -> "PatchTrajectories":
         micro, pd = spec["micro"], spec["patch_dynamics"]
-        return cls(
+        buffer = pd.get("buffer", "auto")
+        auto = isinstance(buffer, str)  # "auto" (spec validation admits nothing else)
+        tolerance = pd.get("buffer_tolerance") or BUFFER_TOLERANCE
+        if auto:  # a placeholder width to build the scheme; select_buffer replaces it
+            buffer = buffer_ladder(pd["tooth"], micro["dx"], pd["nodes"])[0]
+        stage = cls(
             **_Trajectories.sampling(spec),
             mean=micro["coefficient"].get("mean"), amplitude=micro["coefficient"].get("amplitude"),
             table=micro["coefficient"].get("table"),
-            eps=micro["eps"], dx=micro["dx"], nodes=pd["nodes"], tooth=pd["tooth"], buffer=pd["buffer"],
+            eps=micro["eps"], dx=micro["dx"], nodes=pd["nodes"], tooth=pd["tooth"], buffer=buffer,
             burst=pd["burst"], substeps=pd["substeps"], lift_order=pd["lift_order"], macro_dt=pd["macro_dt"],
+            buffer_tolerance=tolerance,
         )
+        return stage.checked(auto)
+
+    def checked(self, auto: bool = False) -> "PatchTrajectories":
+        """This stage with its buffer self-check done: ``auto`` chooses the width (:func:`select_buffer`),
+        else the given width is checked (:func:`check_buffer`, a :class:`BufferWarning` if it exceeds the tolerance)."""
+        check = (select_buffer if auto else check_buffer)(self.scheme, self.buffer_tolerance)
+        return dataclasses.replace(self, buffer=check.buffer, buffer_check=check)
 
     @property
     def coefficient(self) -> heterodiffusion.Coefficient:
@@ -177,6 +195,10 @@ class PatchTrajectories(_Trajectories):
             full_resolution_work_per_trajectory=scheme.full_resolution_work(self.t_end),
             cost_ratio=scheme.cost_ratio(self.t_end, self.macro_dt),
         )
+        # the measured buffer error beside the result (never a silent assumption); a stage built
+        # without from_spec is checked here, at the cost of ~2.5 bursts
+        check = self.buffer_check if self.buffer_check is not None else check_buffer(scheme, self.buffer_tolerance)
+        ds.attrs.update(check.attrs())
         return ds
 
     @property
