@@ -71,15 +71,8 @@ JUMP_RATE = 0.5
 # ----------------------------------------------------------------------------- validation
 def _check_eta(eta, min_sites: int = 2) -> np.ndarray:
     """eta must be a writeable int64 vector of >= min_sites occupations in {0, 1}."""
-    if not isinstance(eta, np.ndarray):
-        raise ValueError(f"eta must be a numpy int64 array (it is evolved in place), got {type(eta).__name__}")
-    if eta.dtype != np.int64:
-        raise ValueError(f"eta must have dtype int64 (it is evolved in place), got {eta.dtype}")
-    if eta.ndim != 1 or eta.size < min_sites:
-        raise ValueError(f"eta must be a 1-D array of at least {min_sites} sites, got shape {eta.shape}")
-    if not (eta.flags.c_contiguous and eta.flags.writeable):
-        raise ValueError("eta must be C-contiguous and writeable (it is evolved in place)")
-    if ((eta != 0) & (eta != 1)).any():
+    eta = _zrp._check_eta(eta, min_sites)  # the ZRP's layout rules; then exclusion
+    if (eta > 1).any():
         raise ValueError("eta must hold occupations 0 or 1 (exclusion)")
     return eta
 
