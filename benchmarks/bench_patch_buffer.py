@@ -111,13 +111,16 @@ def main(argv=None) -> None:
 
 
 def self_check(tolerance: float = 1e-3, wide: float = 0.06) -> None:
-    """buffer: auto and the explicit-width estimate, paper and 4x stiffer medium, paper and quick scale."""
+    """buffer: auto and the explicit-width estimate for the paper medium and four others (a* 4x, 2x, 0.5x the
+    paper's, and a low-contrast one), at the paper's and the quick workflow's scale."""
     print()
     print(f"buffer self-check (tolerance {tolerance:g}; 'bias' = max over nodes |F(H)/F(H = {wide:g}) - 1|, "
           f"'vs a*' = max |F/(a* D2) - 1|, on U = x**2)")
     print(f"{'scale':>6} {'medium':>14} {'auto H':>9} {'est.':>8} {'bias':>8} {'vs a*':>8} {'rungs':>5} {'walk':>7}"
           f" | {'H = 8e-3 est.':>13} {'bias':>8}")
-    media = {"paper": hd.Coefficient(), "4.4+4 sin": hd.Coefficient(mean=4.4, amplitude=4.0)}
+    media = {"paper": hd.Coefficient(), "4.4+4 sin": hd.Coefficient(mean=4.4, amplitude=4.0),
+             "2.2+2 sin": hd.Coefficient(mean=2.2, amplitude=2.0), "1.1+0.5 sin": hd.Coefficient(mean=1.1, amplitude=0.5),
+             "0.55+0.5 sin": hd.Coefficient(mean=0.55, amplitude=0.5)}
     scales = {"paper": {}, "quick": dict(eps=1e-4, micro_dx=1e-6, substeps=4)}
     for scale, kw in scales.items():
         for name, coef in media.items():
