@@ -45,6 +45,17 @@ def cgflow_cmd(*args: str) -> list[str]:
     return [exe, *args] if exe else [sys.executable, "-m", "cgflow.cli", *args]
 
 
+def run_spec(spec_text: str, tmp, *extra: str, check: bool = True):
+    """Write ``spec_text`` to ``tmp/spec.yaml`` and ``cgflow run`` it serially into ``tmp/run.zarr``: (store, process)."""
+    (tmp / "spec.yaml").write_text(spec_text)
+    store = tmp / "run.zarr"
+    proc = subprocess.run(cgflow_cmd("run", str(tmp / "spec.yaml"), "--store", str(store), "--serial", "--no-progress", *extra),
+                          capture_output=True, text=True, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return store, proc
+
+
 def _wait_for(predicate, timeout: float, what: str, procs=()):
     """Poll ``predicate`` until it is truthy; fail early if one of ``procs`` has exited."""
     deadline = time.monotonic() + timeout

@@ -8,7 +8,6 @@ lambda = 1 it is K times larger; the drift is a(m) = -m + tanh(beta(m + h)).
 
 from __future__ import annotations
 
-import subprocess
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from cgflow.engine import check_stage
 from cgflow.methods.partial.stages import PairSweep, TruthRuns, load_model, relative_error
 from cgflow.micro import glauber
 
-from ..conftest import cgflow_cmd
+from ..conftest import run_spec
 
 SPEC = """\
 name: cw-test
@@ -33,14 +32,7 @@ rollout: {paths: 100, dt: 0.05}
 """
 
 
-def run(spec_text, tmp, check=True):
-    (tmp / "spec.yaml").write_text(spec_text)
-    store = tmp / "run.zarr"
-    proc = subprocess.run(cgflow_cmd("run", str(tmp / "spec.yaml"), "--store", str(store), "--serial", "--no-progress"),
-                          capture_output=True, text=True, timeout=600)
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return store, proc
+run = run_spec  # (store, process) of a serial `cgflow run` of a spec text
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from cgflow.methods.probcg.features import apply_law, theta_from_mapping
 from cgflow.micro import walkers as wk
 from cgflow.spec import load_spec
 
-from ..conftest import assert_stores_bitwise_equal, cgflow_cmd
+from ..conftest import assert_stores_bitwise_equal, cgflow_cmd, run_spec
 
 THETA = '{"X[j-1]": 0.5, "X[j+1]": 0.5, "X[j+1]*X[j+1]": -0.23, "X[j-1]*X[j-1]": 0.21}'
 
@@ -47,14 +47,7 @@ predict: {samples: 300}
 """
 
 
-def run(spec_text, tmp, *extra, check=True):
-    (tmp / "spec.yaml").write_text(spec_text)
-    store = tmp / "run.zarr"
-    proc = subprocess.run(cgflow_cmd("run", str(tmp / "spec.yaml"), "--store", str(store), "--serial", "--no-progress", *extra),
-                          capture_output=True, text=True, timeout=600)
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return store, proc
+run = run_spec  # (store, process) of a serial `cgflow run` of a spec text
 
 
 @pytest.fixture(scope="module")
