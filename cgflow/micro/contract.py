@@ -1,4 +1,9 @@
-"""The micro-model contract of the ``fdr`` method family: a 1-D conserved lattice gas.
+"""The micro-model contracts: ``fdr`` (a 1-D conserved lattice gas) and ``eqfree`` (a detailed heterogeneous problem).
+
+Every registered model declares its ``family`` (a class attribute; ``"fdr"`` if
+absent). :func:`check_model` applies the family's contract; the ``eqfree`` one is
+:data:`EQFREE_REQUIRED` (documented in :mod:`cgflow.methods.eqfree.models`).
+The rest of this docstring is the fdr contract.
 
 The stages of :mod:`cgflow.methods.fdr` (ensemble -> operator -> fit -> macro ->
 particles) never name a particle system. They get a *model object* from the
@@ -26,7 +31,10 @@ Required (a model lacking any of them is refused by the registry, naming it)
 ``name``, ``description``, ``parameters``
     class attributes: registry name, one-line description of the dynamics (stored
     in the store attrs), and the ``micro.*`` spec keys the model takes (all
-    required; e.g. ``("rate_exponent",)`` for the ZRP, ``()`` for the SEP).
+    required; e.g. ``("rate_exponent",)`` for the ZRP, ``()`` for the SEP). Keys
+    the fdr schema does not know are added for the selected model, typed by an
+    optional class attribute ``parameter_kinds`` (``{key: "int" | "float" |
+    "str" | "bool"}``, default ``"float"``); a plugin needs no edit of cgflow.
 ``site_positions(sites)``
     x_i = i/L.
 ``check_density(rho)``
@@ -86,7 +94,20 @@ from typing import Any, Callable, ClassVar, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["FDRModel", "ContractError", "REQUIRED", "OPTIONAL", "check_model", "missing_methods"]
+__all__ = [
+    "FAMILIES",
+    "FDRModel",
+    "ContractError",
+    "EQFREE_REQUIRED",
+    "REQUIRED",
+    "OPTIONAL",
+    "check_model",
+    "family_of",
+    "missing_methods",
+]
+
+#: Method families a micro model can serve.
+FAMILIES = ("fdr", "eqfree")
 
 #: Methods and attributes every fdr model must have.
 REQUIRED: tuple[str, ...] = (
@@ -108,6 +129,33 @@ OPTIONAL: dict[str, tuple[str, ...]] = {
     "has_bond_rates": ("bond_rates",),
     "has_exact_facts": ("mean_bond_rates", "lattice_mean_field", "thermodynamic_force", "exact_stencil"),
 }
+
+
+#: Members every eqfree model must have (:mod:`cgflow.methods.eqfree.models`): its spec sections and rules,
+#: the sweep that advances its patches, random and stored initial conditions, the homogenized reference,
+#: the informative points, and the coefficient a learned right-hand side implies.
+EQFREE_REQUIRED: tuple[str, ...] = (
+    "name",
+    "description",
+    "parameters",
+    "dimension",
+    "sections",
+    "check_spec",
+    "trajectories",
+    "random_initial_condition",
+    "stored_initial_condition",
+    "reference",
+    "interior_points",
+    "implied",
+    "implied_variables",
+)
+
+_ATTRIBUTES = ("name", "description", "parameters", "density_domain", "dimension")
+
+
+def family_of(model: Any) -> str:
+    """The method family a model (class or instance) declares: its ``family`` attribute, ``"fdr"`` by default."""
+    return getattr(model, "family", "fdr")
 
 
 class ContractError(TypeError):
@@ -167,9 +215,10 @@ class FDRModel(Protocol):
 
 def missing_methods(model: Any) -> list[str]:
     """Names of required members that ``model`` (a class or an instance) lacks, then those its flags promise."""
-    missing = [n for n in REQUIRED if not hasattr(model, n)]
-    for n in REQUIRED:
-        if n in ("name", "description", "parameters", "density_domain") or n in missing:
+    required = EQFREE_REQUIRED if family_of(model) == "eqfree" else REQUIRED
+    missing = [n for n in required if not hasattr(model, n)]
+    for n in required:
+        if n in _ATTRIBUTES or n in missing:
             continue
         if not callable(getattr(model, n)):
             missing.append(n)
@@ -197,13 +246,20 @@ def check_model(model: Any, *, simulate: bool = True) -> None:
     ContractError
         Naming the first missing method (all of them, in order) or the failed check.
     """
-    missing = missing_methods(model)
+    family = family_of(model)
     label = getattr(model, "name", None) or getattr(model, "__name__", type(model).__name__)
+    if family not in FAMILIES:
+        raise ContractError(f"micro model {label!r}: family must be one of {FAMILIES}, got {family!r}")
+    missing = missing_methods(model)
     if missing:
-        raise ContractError(f"micro model {label!r} does not meet the fdr contract: missing required method(s) "
+        raise ContractError(f"micro model {label!r} does not meet the {family} contract: missing required method(s) "
                             f"{', '.join(missing)} (see cgflow.micro.contract)")
     if not isinstance(model.parameters, tuple) or not all(isinstance(p, str) for p in model.parameters):
         raise ContractError(f"micro model {label!r}: 'parameters' must be a tuple of spec keys, got {model.parameters!r}")
+    if family == "eqfree":
+        if model.dimension not in (1, 2):
+            raise ContractError(f"micro model {label!r}: dimension must be 1 or 2, got {model.dimension!r}")
+        return
     lo, hi = model.density_domain
     if not (lo < hi):
         raise ContractError(f"micro model {label!r}: density_domain must be (low, high) with low < high, got {model.density_domain!r}")

@@ -69,6 +69,8 @@ from scipy import special
 __all__ = [
     "BOUNDARIES",
     "MODELS",
+    "MODEL_FACTS",
+    "ModelFacts",
     "GlauberParams",
     "ISING_CRITICAL_EXPONENTS",
     "ISING_T2P5_H0P1",
@@ -93,6 +95,32 @@ __all__ = [
 
 MODELS = ("curie_weiss", "ising2d")
 BOUNDARIES = ("frozen", "periodic")
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a spin model offers the partial method, so that its stages ask capabilities, never names.
+
+    Attributes
+    ----------
+    observables : tuple of str
+        The patch-additive observables z (:meth:`GlauberParams.tile_observables`).
+    lattice : bool
+        Spins on a lattice with neighbours (learned closures need one: the encoder reads tiles).
+    exact_laws : bool
+        Drift and diffusion of m known in closed form (:func:`cw_drift`, :func:`cw_diffusion`).
+    """
+
+    observables: tuple[str, ...]
+    lattice: bool
+    exact_laws: bool
+
+
+#: The capabilities of each model of :data:`MODELS`.
+MODEL_FACTS = {
+    "curie_weiss": ModelFacts(observables=("m",), lattice=False, exact_laws=True),
+    "ising2d": ModelFacts(observables=("m", "rho_dw"), lattice=True, exact_laws=False),
+}
 
 #: 2-D Ising critical temperature (J = k_B = 1), Onsager 1944: T_c = 2/ln(1 + sqrt 2).
 ISING_TC = 2.0 / math.log(1.0 + math.sqrt(2.0))
@@ -156,7 +184,7 @@ class GlauberParams:
     @property
     def observable_names(self) -> tuple:
         """Patch-additive observables: ('m',) for Curie–Weiss, ('m', 'rho_dw') for Ising."""
-        return ("m",) if self.model == "curie_weiss" else ("m", "rho_dw")
+        return MODEL_FACTS[self.model].observables
 
     # -- the patch-model protocol of cgflow.methods.partial (PatchModel) -----------------
     def tile_observables(self, snapshots, tile_size: int, boundary: str = "frozen") -> np.ndarray:

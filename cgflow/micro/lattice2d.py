@@ -469,7 +469,11 @@ class FourierModes2D:
         return k, np.concatenate([0.5 * a, -0.5 * a]), np.concatenate([px - py, px + py])
 
 
-def fourier_initial_condition_2d(rng, n_modes: int = 10, max_wavenumber: int = 5) -> FourierModes2D:
+#: Largest wavenumber l of the random initial conditions of seed eq. (28).
+IC_MAX_WAVENUMBER = 5
+
+
+def fourier_initial_condition_2d(rng, n_modes: int = 10, max_wavenumber: int = IC_MAX_WAVENUMBER) -> FourierModes2D:
     """Random initial condition of seed eq. (28).
 
     Parameters

@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from .contract import ContractError, check_model
+from .contract import ContractError, check_model, family_of
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -70,9 +70,24 @@ def _entry_points() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
-def available_models() -> list[str]:
-    """Sorted names of every registered model (entry points and in-process)."""
-    return sorted(set(_entry_points()) | set(_IN_PROCESS))
+def available_models(family: str | None = None) -> list[str]:
+    """Sorted names of the registered models (entry points and in-process), of one method family if given.
+
+    Filtering by family loads each entry point (a broken one is left out here and
+    reported by :func:`get_model_class` when it is asked for by name).
+    """
+    names = sorted(set(_entry_points()) | set(_IN_PROCESS))
+    if family is None:
+        return names
+    out = []
+    for name in names:
+        try:
+            cls = _IN_PROCESS[name] if name in _IN_PROCESS else _entry_points()[name].load()
+        except Exception:  # noqa: BLE001 - a broken plugin must not hide the others
+            continue
+        if family_of(cls) == family:
+            out.append(name)
+    return out
 
 
 def register(name: str, model_class: type, *, replace: bool = False) -> None:
@@ -109,8 +124,11 @@ def unregister(name: str) -> None:
     _cached_model.cache_clear()
 
 
-def get_model_class(name: str) -> type:
-    """The model class registered as ``name``, checked against the contract.
+def get_model_class(name: str, family: str | None = None) -> type:
+    """The model class registered as ``name``, checked against its family's contract.
+
+    With ``family``, a model of another family is refused (:class:`UnknownModelError`
+    listing that family's models).
 
     Raises
     ------
@@ -124,19 +142,26 @@ def get_model_class(name: str) -> type:
     else:
         eps = _entry_points()
         if name not in eps:
-            known = ", ".join(sorted(set(eps) | set(_IN_PROCESS))) or "none"
-            raise UnknownModelError(f"unknown micro model {name!r}; registered models: {known} "
+            known = ", ".join(available_models(family)) or "none"
+            kind = f"{family} models" if family else "models"
+            raise UnknownModelError(f"unknown micro model {name!r}; registered {kind}: {known} "
                                     f"(entry-point group {ENTRY_POINT_GROUP!r})")
         try:
             cls = eps[name].load()
         except Exception as exc:  # a broken plugin: say which one
             raise ContractError(f"micro model {name!r}: cannot load entry point {eps[name].value!r}: {exc}") from exc
+    if family is not None and family_of(cls) != family:
+        known = ", ".join(available_models(family)) or "none"
+        raise UnknownModelError(f"micro model {name!r} is a {family_of(cls)} model, not a {family} one; "
+                                f"registered {family} models: {known}")
     check_model(cls)
     return cls
 
 
-def create_model(name: str, params: Mapping[str, Any] | None = None):
+def create_model(name: str, params: Mapping[str, Any] | None = None, family: str | None = None):
     """An instance of model ``name`` with ``params`` (exactly the class's ``parameters``; cached).
+
+    ``family`` as in :func:`get_model_class`.
 
     Raises
     ------
@@ -146,12 +171,12 @@ def create_model(name: str, params: Mapping[str, Any] | None = None):
         If a parameter is missing, not taken by the model, or refused by it.
     """
     params = dict(params or {})
-    return _cached_model(name, tuple(sorted(params.items())))
+    return _cached_model(name, tuple(sorted(params.items())), family)
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_model(name: str, items: tuple):
-    cls = get_model_class(name)
+def _cached_model(name: str, items: tuple, family: str | None = None):
+    cls = get_model_class(name, family)
     params = dict(items)
     missing = [p for p in cls.parameters if p not in params]
     extra = [p for p in params if p not in cls.parameters]

@@ -18,7 +18,8 @@ MODEL_STYLE = {
 
 
 def _is_1d(tree: xr.DataTree) -> bool:
-    return tree["trajectories"].attrs["model"] == "heterodiffusion"
+    """One space dimension: the trajectories have an x grid and no y grid (whatever the micro model)."""
+    return "y" not in tree["trajectories"].dims
 
 
 def _fine_reference(tree: xr.DataTree, traj: int, times: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -126,6 +126,44 @@ def test_decay_rates_other_convention_and_polynomial_coupling():
     assert errors[0] > errors[1] > errors[2]
 
 
+def test_slow_rates_match_inverse_iteration_for_both_couplings():
+    for scheme in (GapTooth2D(), GapTooth2D(coupling="polynomial", order=4)):
+        np.testing.assert_allclose(scheme.slow_rates(MODES), scheme.decay_rates(MODES), rtol=1e-9)
+    # and the fast sectors too, where inverse iteration from a shift near 0 would not converge
+    lattice = [l2.lattice_decay_rate(m, 480, "paper") for m in ((5, 0), (0, 5), (5, 5), (3, -4))]
+    np.testing.assert_allclose(GapTooth2D().slow_rates(((5, 0), (0, 5), (5, 5), (3, -4))), lattice, rtol=1e-9)
+
+
+def test_coupling_check_measures_the_polynomial_coupling_error():
+    spectral = gt.check_coupling(GapTooth2D(), 5)
+    assert spectral["coupling_error"] == 0.0 and spectral["coupling_check_passed"]
+    # on the slowest modes alone, degree 6 meets 1e-3 (the documented choice) ...
+    slow = gt.check_coupling(GapTooth2D(coupling="polynomial", order=6), 1)
+    assert 1e-5 < slow["coupling_error"] < 1e-3 and slow["coupling_check_passed"]
+    # ... but not on the k = 5 modes of the initial conditions, where it more than doubles the rate
+    with pytest.warns(gt.CouplingWarning, match="gap_tooth.order = 6"):
+        full = gt.check_coupling(GapTooth2D(coupling="polynomial", order=6), l2.IC_MAX_WAVENUMBER)
+    assert full["coupling_error"] > 1.0 and not full["coupling_check_passed"]
+    errors = [gt.check_coupling(GapTooth2D(coupling="polynomial", order=p), 5, warn=False)["coupling_error"]
+              for p in (4, 8, 12)]
+    assert errors[0] > errors[1] > errors[2]
+
+
+def test_polynomial_coupling_in_a_workflow_warns_and_stores_the_check():
+    from pathlib import Path
+
+    from cgflow.methods import build_stages
+    from cgflow.spec import load_spec
+
+    path = Path(__file__).parents[2] / "workflows" / "gaptooth-2d-quick.yaml"
+    with pytest.warns(gt.CouplingWarning):
+        stage = build_stages(load_spec(path, ["gap_tooth.coupling=polynomial"]))[0]
+    attrs = stage.template().attrs
+    assert attrs["coupling_error"] > attrs["coupling_tolerance"] == 1e-3 and not attrs["coupling_check_passed"]
+    quiet = build_stages(load_spec(path))[0].template().attrs  # spectral: nothing to warn about
+    assert quiet["coupling_error"] == 0.0 and quiet["coupling_check_passed"]
+
+
 def test_restrict_lift(paper):
     rng = np.random.default_rng(5)
     U = rng.normal(size=(16, 16))

@@ -153,3 +153,40 @@ def test_direct_particles_agree_with_the_macro_prediction(store):
     # the exact-operator prediction sits in the 95 % band at most nodes, and no node is far out
     assert float(cmp.inside_band_reference.min()) >= 0.7
     assert float(cmp.z_max_reference.max()) < 4.5
+
+
+def test_increment_h_check_is_stored_and_passes_at_the_papers_h(operator):
+    """h L**2 = 1e-3: the increment estimator's O(h) bias is far below its noise, and the check says so."""
+    a = operator.attrs
+    assert a["h_check_reference"] == "carre_du_champ"
+    assert np.isfinite(a["increment_relative_bias_se"]) and a["increment_relative_bias_se"] > 0
+    assert abs(a["increment_bias_z"]) < 4 and a["h_check_passed"]
+    # the steep profiles bend while they are prepared: the rows sit at the measured (rho, s), and the distance is stored
+    assert a["profile_relaxation"] == pytest.approx(float(np.abs(operator.rho - operator.rho_nominal).max()))
+    assert a["profile_relaxation"] > 0
+
+
+def test_increment_h_check_flags_a_significant_bias_only():
+    from cgflow.methods.fdr.operator import increment_h_check
+
+    rng = np.random.default_rng(3)
+    ref = rng.uniform(1.0, 3.0, size=40)
+    K = np.zeros((2, 40, 3))
+    K[1, :, 1] = ref
+    K[0, :, 1] = 1.05 * ref  # a 5 % bias of the increment estimator
+    se = np.zeros_like(K)
+    se[0, :, 1], se[1, :, 1] = 0.01 * ref, 0.001 * ref
+    est = ("increment", "carre_du_champ")
+    check = increment_h_check(K, se, est, tolerance=0.02)
+    assert check["increment_relative_bias"] == pytest.approx(0.05, rel=1e-9)
+    # delta method: var of K_inc/K_ref - 1 per point = (0.01^2 + 1.05^2 0.001^2), pooled over 40 points
+    assert check["increment_relative_bias_se"] == pytest.approx(np.sqrt((1e-4 + 1.05**2 * 1e-6) / 40), rel=1e-9)
+    assert not check["h_check_passed"]
+    assert increment_h_check(K, se, est, tolerance=0.06)["h_check_passed"]  # within the tolerance
+    noisy = se.copy()
+    noisy[0, :, 1] = 0.2 * ref  # same bias, buried in noise: not significant
+    assert increment_h_check(K, noisy, est, tolerance=0.02)["h_check_passed"]
+    alone = increment_h_check(K[:1], se[:1], ("increment",), tolerance=0.02)
+    assert alone["h_check_reference"] == "none" and np.isnan(alone["increment_relative_bias"]) and alone["h_check_passed"]
+    qv = increment_h_check(K, se, ("increment", "quadratic_variation"), tolerance=0.02)
+    assert qv["h_check_reference"] == "quadratic_variation" and not qv["h_check_passed"]

@@ -148,8 +148,40 @@ def test_unknown_model_lists_the_registered_ones(in_process):
     in_process("lazy-sep", LazyExclusion)
     with pytest.raises(SpecError, match=r"micro.model: expected a string in \{lazy-sep, sep, zrp\}, got 'nosuch'"):
         load_spec(WORKFLOWS / "sep-fdr-quick.yaml", ["micro.model=nosuch"])
-    with pytest.raises(registry.UnknownModelError, match="registered models: lazy-sep, sep, zrp"):
+    with pytest.raises(registry.UnknownModelError, match="registered models: heterodiffusion, lattice2d, lazy-sep, sep, zrp"):
         registry.get_model_class("nosuch")
+    with pytest.raises(registry.UnknownModelError, match="registered fdr models: lazy-sep, sep, zrp "):
+        registry.get_model_class("nosuch", family="fdr")
+
+
+def test_families_keep_fdr_and_eqfree_models_apart():
+    """Both families share the entry-point group; each method sees (and accepts) only its own."""
+    assert registry.available_models(family="fdr") == ["sep", "zrp"]
+    assert registry.available_models(family="eqfree") == ["heterodiffusion", "lattice2d"]
+    with pytest.raises(registry.UnknownModelError, match="'zrp' is a fdr model, not a eqfree one; registered eqfree models: heterodiffusion, lattice2d"):
+        registry.get_model_class("zrp", family="eqfree")
+    with pytest.raises(SpecError, match=r"micro.model: expected a string in \{sep, zrp\}, got 'lattice2d'"):
+        load_spec(WORKFLOWS / "sep-fdr-quick.yaml", ["micro.model=lattice2d"])
+    with pytest.raises(SpecError, match=r"micro.model: expected one of \{heterodiffusion, lattice2d\}, got 'sep'"):
+        load_spec(WORKFLOWS / "eqfree-1d-quick.yaml", ["micro.model=sep"])
+
+
+def test_eqfree_contract_names_what_is_missing(in_process):
+    from cgflow.methods.eqfree.models import HeterogeneousDiffusion
+
+    class NoReference(HeterogeneousDiffusion):
+        name = "noref"
+        reference = None  # not callable
+
+    with pytest.raises(ContractError, match="does not meet the eqfree contract: missing required method\\(s\\) reference"):
+        registry.register("noref", NoReference)
+
+    class Flat(HeterogeneousDiffusion):
+        dimension = 3
+
+    with pytest.raises(ContractError, match="dimension must be 1 or 2"):
+        registry.register("flat", Flat)
+    check_model(HeterogeneousDiffusion())  # the built-ins meet it
 
 
 def test_unknown_model_is_exit_2_from_the_cli():
@@ -204,3 +236,28 @@ def test_capability_flags_gate_estimators_and_stages(in_process):
     ens, op, _ = build_stages(spec)
     assert ens.micro == LazyExclusion()
     assert np.all(np.isnan(op.reference_stencils(0)))  # no exact facts: no reference column values
+
+
+@dataclasses.dataclass(frozen=True)
+class TiltedExclusion(ExclusionModel):
+    """A model with parameters the fdr schema does not know: they become micro.* keys of their declared kinds."""
+
+    tilt: float = 0.0
+    sweeps: int = 1
+    name: ClassVar[str] = "tilted-sep"
+    parameters: ClassVar[tuple[str, ...]] = ("tilt", "sweeps")
+    parameter_kinds: ClassVar[dict] = {"sweeps": "int"}
+
+
+def test_plugin_parameters_become_spec_keys(in_process):
+    in_process("tilted-sep", TiltedExclusion)
+    spec = load_spec(WORKFLOWS / "sep-fdr-quick.yaml", ["micro.model=tilted-sep", "micro.tilt=0.25", "micro.sweeps=3"])
+    assert spec["micro.tilt"] == 0.25 and spec["micro.sweeps"] == 3
+    ensemble = build_stages(spec)[0]
+    assert ensemble.micro == TiltedExclusion(tilt=0.25, sweeps=3)
+    with pytest.raises(SpecError, match="micro.sweeps: expected an integer, got 2.5"):
+        load_spec(WORKFLOWS / "sep-fdr-quick.yaml", ["micro.model=tilted-sep", "micro.tilt=0.25", "micro.sweeps=2.5"])
+    with pytest.raises(SpecError, match="micro.tilt: missing required key"):
+        load_spec(WORKFLOWS / "sep-fdr-quick.yaml", ["micro.model=tilted-sep", "micro.sweeps=1"])
+    with pytest.raises(SpecError, match="micro.tilt: unknown key"):  # the sep itself takes no tilt
+        load_spec(WORKFLOWS / "sep-fdr-quick.yaml", ["micro.tilt=0.25"])

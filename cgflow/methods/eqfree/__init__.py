@@ -31,9 +31,13 @@ __all__ = [
 
 
 def build_stages(spec: Any) -> list:
-    """All stages of the method, chained by fingerprints; those in ``spec.stages`` are returned."""
-    kind = PatchTrajectories if spec["micro.model"] == "heterodiffusion" else GapToothTrajectories
-    trajectories = kind.from_spec(spec)
+    """All stages of the method, chained by fingerprints; those in ``spec.stages`` are returned.
+
+    The trajectories sweep is the micro model's (:mod:`.models`, selected by ``micro.model``).
+    """
+    from .schema import eqfree_model
+
+    trajectories = eqfree_model(spec["micro.model"]).trajectories(spec)
     homogenized = Homogenized.from_stage(trajectories)
     learn = LearnModels.from_spec(spec, homogenized)
     stages = {

@@ -28,7 +28,7 @@ import numpy as np
 import xarray as xr
 
 from ...learn.metrics import relative_mse
-from ...micro import heterodiffusion, lattice2d
+from .schema import eqfree_model
 from .trajectories import TRAJ, initial_condition
 
 __all__ = ["Homogenized", "dirichlet_laplacian", "semidiscrete_solution"]
@@ -65,25 +65,7 @@ def reference(attrs: dict, modes, x: np.ndarray, times: np.ndarray) -> dict[str,
     ``attrs`` are the trajectories group's attributes (model, a* or the tensor,
     patch geometry). Keys: ``U_h``, ``dUdt_h`` and, in 1-D, ``U_fd``, ``dUdt_fd``.
     """
-    if attrs["model"] == "heterodiffusion":
-        a_star = float(attrs["a_star"])
-        U_fd, dU_fd = semidiscrete_solution(modes(x), a_star, x[1] - x[0], times)
-        return {
-            "U_h": heterodiffusion.homogenized_solution(modes, a_star, x, times),
-            "dUdt_h": heterodiffusion.homogenized_time_derivative(modes, a_star, x, times),
-            "U_fd": U_fd,
-            "dUdt_fd": dU_fd,
-        }
-    # averaged over the same interior points as the patch averages (the restriction):
-    # point values at the centres would build in an O(h**2 |u_xx|) difference
-    A = tuple(float(attrs[k]) for k in ("A_xx", "A_xy", "A_yy"))
-    n, h, N = int(attrs["interior_points"]), float(attrs["h"]), x.size
-    points = (x[:, None] + (np.arange(n) + 1 - (n + 1) / 2) * h).ravel()
-    out = {}
-    for key, fn in (("U_h", lattice2d.homogenized_solution_2d), ("dUdt_h", lattice2d.homogenized_time_derivative_2d)):
-        fine = fn(modes, A, points, points, times)  # (time, N n, N n)
-        out[key] = fine.reshape(len(times), N, n, N, n).mean(axis=(2, 4))
-    return out
+    return eqfree_model(attrs["model"]).reference(attrs, modes, x, times)
 
 
 _DESCRIPTIONS = {
@@ -103,7 +85,7 @@ def interior(attrs: dict):
     is dominated by their fast relaxation (rates > 1e4), not by the macro dynamics.
     """
     skip = slice(int(attrs.get("transient_snapshots", 0)), None)
-    return (skip, slice(1, -1)) if attrs["model"] == "heterodiffusion" else (skip,)
+    return (skip, *eqfree_model(attrs["model"]).interior_points())
 
 
 @dataclass(frozen=True)

@@ -34,17 +34,15 @@ from ...learn import (
     LinearBaseline,
     PointwiseNetwork,
     StencilNetwork,
-    effective_coefficient,
-    effective_tensor,
     relative_mse,
 )
 from .homogenized import interior
+from .schema import eqfree_model
 from .trajectories import TRAJ
 
 __all__ = ["LearnModels", "build_model", "MODELS"]
 
 MODELS = ("pointwise", "stencil", "linear")
-TENSOR = ("A_xx", "A_xy", "A_yy")
 
 
 def build_model(kind: str, epochs: int, batch: int, learning_rate: float, random_state: int):
@@ -126,10 +124,7 @@ class LearnModels:
         pred = model.predict(d["U_test"])
         inner = (slice(None), *interior(d["attrs"])[1:])
         rmse = {name: relative_mse(pred[inner], ref[inner]) for name, ref in d["targets"].items()}
-        if d["attrs"]["model"] == "heterodiffusion":
-            implied = np.asarray(effective_coefficient(model))
-        else:
-            implied = np.asarray(effective_tensor(model))
+        implied = eqfree_model(d["attrs"]["model"]).implied(model)
         return dict(dataset=model.to_dataset(), seconds=seconds, rmse=rmse, implied=implied, prediction=pred)
 
     def combine(self, tree: xr.DataTree, results: dict) -> xr.DataTree:
@@ -160,16 +155,11 @@ class LearnModels:
         out["fit_cpu_seconds"].attrs[TIMING_ATTR] = True  # measured, not computed: excluded from determinism checks
         out["dUdt_pred"] = (("model", "test_traj", "time", *grid_dims), predictions)
         out["dUdt_pred"].attrs["description"] = "each model's dU/dt on the held-out snapshots (NaN: transient snapshots left out)"
-        implied = np.array([r["implied"] for r in res])
-        if attrs["model"] == "heterodiffusion":
-            out["a_implied"] = ("model", implied)
-            out["a_implied"].attrs["description"] = "effective coefficient implied by the model: its response to sin(pi x) against the macro grid's D2 (cgflow.learn.effective_coefficient)"
-            out.attrs["a_star"] = float(attrs["a_star"])
-        else:  # implied: (model, 2, 2)
-            out = out.assign_coords(component=np.array(TENSOR, dtype=object))
-            out["A_implied"] = (("model", "component"), np.stack([implied[:, 0, 0], implied[:, 0, 1], implied[:, 1, 1]], axis=1))
-            out["A_implied"].attrs["description"] = "diffusion tensor implied by the model (probes sin x, sin y, sin(x +- y); cgflow.learn.effective_tensor)"
-            out.attrs.update({k: float(attrs[k]) for k in TENSOR})
+        coords, variables, extra = eqfree_model(attrs["model"]).implied_variables(np.array([r["implied"] for r in res]), attrs)
+        out = out.assign_coords(coords)
+        for name, (dims, values, var_attrs) in variables.items():
+            out[name] = (dims, values, var_attrs)
+        out.attrs.update(extra)
         out.attrs.update(epochs=self.epochs, batch=self.batch, learning_rate=self.learning_rate, transient_snapshots=skip)
         return xr.DataTree.from_dict({"/": out, **{f"/{kind}": r["dataset"] for kind, r in zip(self.models, res)}})
 

@@ -24,8 +24,8 @@ import xarray as xr
 from ...engine.keys import BlockKey, block_stream
 from ...learn import model_from_dataset, relative_mse
 from ...learn import rollout as integrate_model
-from ...micro import heterodiffusion, lattice2d
 from .homogenized import interior, reference
+from .schema import eqfree_model
 
 __all__ = ["Rollout"]
 
@@ -52,11 +52,9 @@ class Rollout:
         )
 
     def initial_condition(self, model: str, k: int):
-        """The k-th unseen initial condition (its own stream: not a training trajectory's)."""
+        """The k-th unseen initial condition of micro model ``model`` (its own stream: not a training trajectory's)."""
         rng = block_stream(self.seed, BlockKey(self.name, k, 0))
-        if model == "heterodiffusion":
-            return heterodiffusion.fourier_initial_condition(rng, self.modes)
-        return lattice2d.fourier_initial_condition_2d(rng, self.modes)
+        return eqfree_model(model).random_initial_condition(rng, self.modes)
 
     def compute(self, tree: xr.DataTree, progress=None) -> xr.Dataset:
         """Roll every learned model out from each unseen initial condition; ``progress(done, total)`` is told after each."""

@@ -28,7 +28,7 @@ import xarray as xr
 from ...engine.keys import BlockKey, block_stream
 from ...engine.types import BlockOutput, Sweep
 from ...micro import heterodiffusion, lattice2d
-from .gap_tooth import GapTooth2D
+from .gap_tooth import COUPLING_TOLERANCE, GapTooth2D, check_coupling
 from .patch_dynamics import BUFFER_TOLERANCE, BufferCheck, PatchDynamics, buffer_ladder, check_buffer, select_buffer
 
 __all__ = ["PatchTrajectories", "GapToothTrajectories", "initial_condition"]
@@ -244,18 +244,25 @@ class GapToothTrajectories(_Trajectories):
     coupling: str = "spectral"
     order: int = 6
     integrator: str = "exact"
+    coupling_tolerance: float = COUPLING_TOLERANCE
 
     probe_description: ClassVar[str] = "one gap-tooth trajectory"
 
     @classmethod
     def from_spec(cls, spec) -> "GapToothTrajectories":
         micro, gt = spec["micro"], spec["gap_tooth"]
-        return cls(
+        stage = cls(
             **_Trajectories.sampling(spec),
             convention=micro["convention"], lattice=micro["lattice"], patches=gt["patches"],
             patch_points=gt["patch_points"], coupling=gt["coupling"], order=gt["order"],
-            integrator=gt["integrator"],
+            integrator=gt["integrator"], coupling_tolerance=gt["coupling_tolerance"],
         )
+        stage.coupling_check(warn=True)  # a CouplingWarning now, at plan time, if the coupling biases the data
+        return stage
+
+    def coupling_check(self, warn: bool = False) -> dict:
+        """The coupling self-check over the initial conditions' wavenumbers (:func:`.gap_tooth.check_coupling`)."""
+        return check_coupling(self.scheme, lattice2d.IC_MAX_WAVENUMBER, self.coupling_tolerance, warn=warn)
 
     def warmup(self) -> None:
         """Compile (or load from numba's cache) the patch kernel of the stepping integrators."""
@@ -285,6 +292,7 @@ class GapToothTrajectories(_Trajectories):
             model="lattice2d", scheme="gap-tooth", A_xx=A[0], A_xy=A[1], A_yy=A[2], convention=self.convention,
             h=scheme.h, interior_points=scheme.interior,
             transient_snapshots=1,  # micro values start without their corrector: dU/dt(0) is a fast transient
+            **self.coupling_check(),
         )
         return ds
 
@@ -318,15 +326,7 @@ class GapToothTrajectories(_Trajectories):
 
 
 def initial_condition(ds: xr.Dataset, traj: int):
-    """The initial condition of trajectory ``traj``, rebuilt from the stored parameters."""
-    if "ic_wavenumber" in ds:
-        return heterodiffusion.FourierModes(
-            amplitudes=ds["ic_amplitude"].values[traj], wavenumbers=ds["ic_wavenumber"].values[traj],
-            phases=ds["ic_phase"].values[traj],
-        )
-    return lattice2d.FourierModes2D(
-        amplitudes=ds["ic_amplitude"].values[traj],
-        wavenumbers_x=ds["ic_wavenumber_x"].values[traj].astype(int),
-        wavenumbers_y=ds["ic_wavenumber_y"].values[traj].astype(int),
-        phases_x=ds["ic_phase_x"].values[traj], phases_y=ds["ic_phase_y"].values[traj],
-    )
+    """The initial condition of trajectory ``traj``, rebuilt from the stored parameters by the group's micro model."""
+    from .schema import eqfree_model
+
+    return eqfree_model(ds.attrs["model"]).stored_initial_condition(ds, traj)

@@ -26,11 +26,27 @@ hydrodynamics (``lattice_mean_field``; ZRP:
 steep affine profile bends (ZRP: d rho/dt = phi'' s**2 / 2), so its nominal
 values are not the state at t0. A model without exact facts
 (``has_exact_facts = False``, :mod:`cgflow.micro.contract`) gets NaN.
+
+Two numerical times are checked by measurement, never assumed (issue 11):
+
+* the preparation time (``ensemble.times.equilibrate``): a steep profile bends
+  while it is prepared, so every table row is placed at the *measured* (rho_a, s_a)
+  of t0, and the largest distance from the nominal profile is stored
+  (``profile_relaxation``);
+* the increment time h: Cov(dP)/2h = <K gamma_a, gamma_b> + O(h) (the drift of the
+  hat projections and the change of the rates within [t0, t0 + h]). The
+  carre-du-champ estimator is the instantaneous rate at t0 and has no h at all, so
+  :func:`increment_h_check` measures the increment estimator's bias against it on
+  the diagonal, pooled over the table with its standard error, stores it and warns
+  (:class:`IncrementWarning`) when it is both significant (> 3 SE) and larger than
+  ``operator.h_tolerance``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import warnings
 
 import numpy as np
 import xarray as xr
@@ -40,11 +56,64 @@ from ...engine.types import fingerprint
 from ...micro import zrp_hydro
 from .ensemble import micro_model, project
 
-__all__ = ["OperatorTable", "ESTIMATORS"]
+__all__ = ["OperatorTable", "ESTIMATORS", "IncrementWarning", "increment_h_check"]
 
 ESTIMATORS = ("increment", "quadratic_variation", "carre_du_champ")
 OFFSETS = (-1, 0, 1)
 FAR_OFFSETS = (-3, -2, 2, 3)
+
+
+class IncrementWarning(UserWarning):
+    """The increment estimator's O(h) bias exceeds ``operator.h_tolerance`` (shorten ``ensemble.times.h``)."""
+
+
+#: h-free estimators the increment estimator is checked against, in order of preference.
+H_FREE = ("carre_du_champ", "quadratic_variation")
+
+
+def increment_h_check(K: np.ndarray, K_se: np.ndarray, estimators, tolerance: float) -> dict:
+    """Relative bias of the increment estimator against an h-free one, pooled over the table's diagonal.
+
+    Parameters
+    ----------
+    K, K_se : ndarray, shape (estimator, point, 3)
+        Stencils and standard errors as the operator stage tabulates them.
+    estimators : sequence of str
+        Names along the first axis.
+    tolerance : float
+        Relative bias above which (if also > 3 SE) the check fails.
+
+    Returns
+    -------
+    dict
+        ``h_check_reference`` (the h-free estimator, or "none": the check cannot
+        run and its numbers are NaN), ``increment_relative_bias`` (inverse-variance
+        weighted mean over points of K_inc,aa / K_ref,aa - 1), its standard error
+        ``increment_relative_bias_se``, ``increment_bias_z`` and ``h_check_passed``
+        (False only when the bias is significant and above the tolerance).
+    """
+    names = list(estimators)
+    reference = next((e for e in H_FREE if e in names), None)
+    out = {"h_check_reference": reference or "none", "h_tolerance": float(tolerance)}
+    if "increment" not in names or reference is None:
+        return {**out, "increment_relative_bias": np.nan, "increment_relative_bias_se": np.nan,
+                "increment_bias_z": np.nan, "h_check_passed": True}
+    inc, ref = names.index("increment"), names.index(reference)
+    a, b = K[inc, :, 1], K[ref, :, 1]
+    va, vb = K_se[inc, :, 1] ** 2, K_se[ref, :, 1] ** 2
+    ratio = a / b - 1.0
+    var = (va + (a / b) ** 2 * vb) / b**2  # delta method
+    ok = np.isfinite(ratio) & np.isfinite(var) & (var > 0)
+    if not ok.any():
+        return {**out, "increment_relative_bias": np.nan, "increment_relative_bias_se": np.nan,
+                "increment_bias_z": np.nan, "h_check_passed": True}
+    w = 1.0 / var[ok]
+    bias = float(np.sum(w * ratio[ok]) / np.sum(w))
+    se = float(1.0 / np.sqrt(np.sum(w)))
+    z = bias / se
+    passed = not (abs(bias) > tolerance and abs(z) > 3.0)
+    return {**out, "increment_relative_bias": bias, "increment_relative_bias_se": se,
+            "increment_bias_z": float(z), "h_check_passed": bool(passed)}
 
 
 def _merge_all(moments: list[Moments]) -> Moments:
@@ -72,6 +141,7 @@ class OperatorTable:
     blocks_per_cluster: int
     model: str = "zrp"
     model_params: tuple = ()
+    h_tolerance: float = 0.02
     name: str = "operator"
 
     @property
@@ -97,6 +167,7 @@ class OperatorTable:
             blocks_per_cluster=max(1, ensemble.continuations // ensemble.block_size),
             model=ensemble.model,
             model_params=ensemble.model_params,
+            h_tolerance=op["h_tolerance"],
         )
 
     # ------------------------------------------------------------------ geometry
@@ -223,4 +294,14 @@ class OperatorTable:
         ds["slope_nominal"].attrs["description"] = "initial profile slope s"
         ds.attrs.update({"h": self.h, "elements": self.elements, "clusters_per_profile": n_blocks // self.blocks_per_cluster,
                          "margin": self.margin, "model": self.model})
+        ds.attrs["profile_relaxation"] = float(np.max(np.abs(rho.reshape(-1) - rho_nominal))) if n_pts else 0.0
+        check = increment_h_check(K, K_se, self.estimators, self.h_tolerance)
+        ds.attrs.update(check)
+        if not check["h_check_passed"]:
+            warnings.warn(
+                f"operator: the increment estimator is {100 * check['increment_relative_bias']:+.2g}% "
+                f"(+- {100 * check['increment_relative_bias_se']:.2g}%) off the h-free {check['h_check_reference']} "
+                f"estimator on the diagonal, more than operator.h_tolerance = {self.h_tolerance:g}: its O(h) bias at "
+                f"ensemble.times.h = {self.h:g}; shorten h or use the h-free estimator's table",
+                IncrementWarning, stacklevel=2)
         return ds

@@ -94,6 +94,11 @@ SCHEMA: dict[str, Any] = {
 OPTIONAL_SECTIONS: frozenset[str] = frozenset({"upsampling", "loss", "closure", "sde", "truth", "rollout"})
 
 
+def sections(data: Any = None, problems: list | None = None) -> dict[str, Any]:
+    """The sections (they do not depend on the spec's values)."""
+    return SCHEMA
+
+
 def _whole(numerator: float, denominator: float) -> int | None:
     q = numerator / denominator
     return round(q) if round(q) >= 1 and abs(q - round(q)) <= 1e-9 * max(1.0, q) else None
@@ -118,7 +123,9 @@ def _check_closure(d: dict, problems: list) -> None:
     if latent == 0:
         d["stages"] = tuple(s for s in d.get("stages", ()) if s != "closure")
         return
-    if micro.get("model") not in (None, "ising2d"):
+    from ...micro.glauber import MODEL_FACTS
+
+    if micro.get("model") is not None and not MODEL_FACTS[micro["model"]].lattice:
         problems.append(("closure.latent", f"learned closures need a lattice model (ising2d); {micro['model']}'s "
                                            f"closure is m alone, got {latent}"))
         return

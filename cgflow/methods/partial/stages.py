@@ -393,8 +393,8 @@ class FitSDE:
 
     @property
     def one_dimensional(self) -> bool:
-        """Curie–Weiss: z = m, so drift and diffusion are curves over a grid of m with exact counterparts."""
-        return self.model == "curie_weiss"
+        """A model with exact laws (Curie–Weiss: z = m): drift and diffusion are curves over a grid of m beside them."""
+        return glauber.MODEL_FACTS[self.model].exact_laws
 
     def parts(self) -> tuple:
         return _parts(self.small_sizes)
@@ -606,7 +606,7 @@ class Evaluation:
             "the same for each closure variable alone (state: the observables, then any learned latents)")
         self._stationary(out, truth, roll)
         self._diffusion_at_stationary(out, sde, tree)
-        if sde.attrs.get("model", "curie_weiss") == "curie_weiss" and "drift_exact" in sde:
+        if "drift_exact" in sde:  # written only for models with exact laws (SDEFit._grid_variables)
             self._exact_laws(out, sde)
         out["n_tiles"] = ("small_size", pairs["n_tiles"].values)
         self._dt_halving(out, pairs, sde, tree)
