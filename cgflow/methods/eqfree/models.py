@@ -21,7 +21,18 @@ depends on the detailed problem and name none:
 ``implied_variables(implied, attrs)`` / ``implied(model)``
     the effective coefficient a learned right-hand side implies, and how it is stored.
 
-The contract test is :func:`cgflow.micro.contract.check_eqfree_model`.
+The contract is checked when a model is registered or loaded
+(:func:`cgflow.micro.contract.check_model`, members :data:`~cgflow.micro.contract.EQFREE_REQUIRED`).
+
+The detailed solver itself, in 1-D: a model whose micro physics differs from the
+built-in u_t = (a u_x)_x passes a :class:`~.patch_dynamics.PatchSolver` (one method,
+``advance(u, x, duration)``: all patches over a burst with their two end values held
+as the boundary data) to ``PatchTrajectories.from_spec(spec, burst_solver=...)``;
+lifting, restriction, eq. (11), the projective steps and the buffer self-check stay
+the scheme's (``tests/methods/test_eqfree_patch_solver.py``: an independent
+Crank-Nicolson solver matches the built-in kernel to 4e-6, and a reaction term shows
+up as exactly -k U). In 2-D the gap-tooth scheme takes the lattice's right-hand side
+from :mod:`cgflow.micro.lattice2d`; an injectable 2-D patch solver is not there yet.
 """
 
 from __future__ import annotations

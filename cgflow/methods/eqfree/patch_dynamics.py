@@ -98,7 +98,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from numbers import Integral, Real
-from typing import Callable
+from typing import Callable, Protocol
 
 import numba
 import numpy as np
@@ -115,6 +115,7 @@ from ...micro.heterodiffusion import (
 
 __all__ = [
     "TIME_STEPPERS",
+    "PatchSolver",
     "BufferCheck",
     "BufferWarning",
     "PatchDynamics",
@@ -124,6 +125,33 @@ __all__ = [
     "relative_derivative_error",
     "select_buffer",
 ]
+
+class PatchSolver(Protocol):
+    """The eqfree micro-model contract in 1-D: a detailed solver that advances patches for a burst.
+
+    An object (a frozen dataclass, so that stages holding it fingerprint and pickle)
+    with one method. Patch dynamics calls it once per derivative estimate.
+    """
+
+    def advance(self, u: np.ndarray, x: np.ndarray, duration: float) -> np.ndarray:
+        """Advance the micro values ``u`` of every patch by ``duration``.
+
+        Parameters
+        ----------
+        u : ndarray, shape (n_patches, n_micro)
+            Lifted micro values (eq. (10)); may be modified and returned.
+        x : ndarray, shape (n_patches, n_micro)
+            Positions of the micro nodes.
+        duration : float
+            The burst.
+
+        Returns
+        -------
+        ndarray, shape (n_patches, n_micro)
+            The values after the burst. The first and last value of every patch are
+            the boundary data and must come back unchanged (Dirichlet buffer ends).
+        """
+
 
 #: Projective (macro) time steppers: bursts per macro step.
 TIME_STEPPERS = {"forward_euler": 1, "heun": 2}
@@ -239,6 +267,14 @@ class PatchDynamics:
         Evolve the deviation from the lift (exact rewriting that avoids rounding
         in second differences on the micro lattice; module docstring). False
         evolves the lifted values themselves, as the authors did.
+    burst_solver : PatchSolver, optional
+        Another detailed model's micro solver (the eqfree micro-model contract,
+        :class:`PatchSolver`): it advances the lifted values of every patch over a
+        burst with the two end values of each patch held (the boundary data), and
+        replaces the built-in heterogeneous-diffusion stepper (``coefficient``,
+        ``micro_scheme``, ``micro_solver``, ``deviation_form`` are then unused).
+        Lifting, restriction, eq. (11), projective steps and the buffer self-check
+        are the scheme's and stay as they are.
     """
 
     coefficient: Coefficient = field(default_factory=Coefficient)
@@ -254,6 +290,7 @@ class PatchDynamics:
     lift_order: int = 2
     time_stepper: str = "forward_euler"
     deviation_form: bool = True
+    burst_solver: "PatchSolver | None" = None
 
     def __post_init__(self):
         if not isinstance(self.coefficient, Coefficient):
@@ -289,6 +326,8 @@ class PatchDynamics:
             raise ValueError(f"time_stepper must be one of {tuple(TIME_STEPPERS)}, got {self.time_stepper!r}")
         if not isinstance(self.deviation_form, (bool, np.bool_)):
             raise ValueError(f"deviation_form must be a bool, got {self.deviation_form!r}")
+        if self.burst_solver is not None and not callable(getattr(self.burst_solver, "advance", None)):
+            raise ValueError(f"burst_solver must have an advance(u, x, duration) method, got {self.burst_solver!r}")
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -483,11 +522,22 @@ class PatchDynamics:
             raise ValueError(f"duration must be finite and >= 0, got {duration!r}")
         if duration == 0:
             return u.copy()
+        if self.burst_solver is not None:
+            return self._advance_with_solver(u, duration)
         steps = max(1, int(round(self.substeps * duration / self.burst)))
         stepper = self._stepper
         if not math.isclose(duration / steps, stepper.tau, rel_tol=1e-12):
             stepper = DirichletStepper(self.bonds, self.micro_dx, duration / steps, self.micro_scheme, self.micro_solver)
         return stepper.run(u, steps)
+
+    def _advance_with_solver(self, u: np.ndarray, duration: float) -> np.ndarray:
+        """``burst_solver.advance`` with the contract checked: same shape, finite, patch ends unchanged."""
+        out = np.asarray(self.burst_solver.advance(u.copy(), self.micro_grid, duration), dtype=np.float64)
+        if out.shape != u.shape or not np.all(np.isfinite(out)):
+            raise ValueError(f"burst_solver.advance must return finite values of shape {u.shape}, got shape {out.shape}")
+        if not (np.array_equal(out[:, 0], u[:, 0]) and np.array_equal(out[:, -1], u[:, -1])):
+            raise ValueError("burst_solver.advance must hold the first and last value of every patch (the boundary data)")
+        return out
 
     @cached_property
     def _scratch(self) -> _Scratch:
@@ -523,6 +573,10 @@ class PatchDynamics:
         U = self._check_U(U)
         F = np.zeros(self.macro_nodes)
         c = self.lift_coefficients(U)
+        if self.burst_solver is not None:  # another detailed model: evolve the lifted values themselves
+            u = self._advance_with_solver(self.lift(U), self.burst)
+            F[1:-1] = (self.restrict(u) - U[1:-1]) / self.burst
+            return F, self.work_per_estimate
         shape = (self.n_patches, self.n_micro)
         # patch-sized arrays come from the instance's scratch: no large allocation per burst
         with self._scratch.borrow(start=shape, rhs=shape) as (start, rhs):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import dask.array as da
 import numpy as np
@@ -133,11 +133,16 @@ class PatchTrajectories(_Trajectories):
     # ``buffer``, which alone enters the results, so neither is part of the stage's fingerprint
     buffer_tolerance: float = field(default=BUFFER_TOLERANCE, metadata={"fingerprint": False})
     buffer_check: BufferCheck | None = field(default=None, compare=False, metadata={"fingerprint": False})  # may hold NaN
+    # the detailed model (micro.model) and, for a model other than the built-in solver of u_t = (a u_x)_x,
+    # its micro solver (patch_dynamics.PatchSolver: advances all patches for a burst with their ends held)
+    model: str = "heterodiffusion"
+    burst_solver: Any = None
 
     probe_description: ClassVar[str] = "one patch derivative estimate (eq. 11) of all teeth"
 
     @classmethod
-    def from_spec(cls, spec) -> "PatchTrajectories":
+    def from_spec(cls, spec, burst_solver: Any = None) -> "PatchTrajectories":
+        """The stage of a spec; an eqfree model with its own micro solver passes it as ``burst_solver``."""
         micro, pd = spec["micro"], spec["patch_dynamics"]
         buffer = pd.get("buffer", "auto")
         auto = isinstance(buffer, str)  # "auto" (spec validation admits nothing else)
@@ -150,7 +155,7 @@ class PatchTrajectories(_Trajectories):
             table=micro["coefficient"].get("table"),
             eps=micro["eps"], dx=micro["dx"], nodes=pd["nodes"], tooth=pd["tooth"], buffer=buffer,
             burst=pd["burst"], substeps=pd["substeps"], lift_order=pd["lift_order"], macro_dt=pd["macro_dt"],
-            buffer_tolerance=tolerance,
+            buffer_tolerance=tolerance, model=micro["model"], burst_solver=burst_solver,
         )
         return stage.checked(auto)
 
@@ -173,6 +178,7 @@ class PatchTrajectories(_Trajectories):
         return PatchDynamics(
             coefficient=self.coefficient, eps=self.eps, micro_dx=self.dx, macro_nodes=self.nodes,
             tooth=self.tooth, buffer=self.buffer, burst=self.burst, substeps=self.substeps, lift_order=self.lift_order,
+            burst_solver=self.burst_solver,
         )
 
     @property
@@ -186,7 +192,8 @@ class PatchTrajectories(_Trajectories):
             ds[f"ic_{field}"].attrs["description"] = f"initial condition (seed eq. 23): {field} of each Fourier term"
         scheme = self.scheme
         ds.attrs.update(
-            model="heterodiffusion", scheme="patch dynamics with buffers", a_star=self.coefficient_effective,
+            model=self.model, scheme="patch dynamics with buffers", a_star=self.coefficient_effective,
+            micro_solver="built-in TR-BDF2 (numba)" if self.burst_solver is None else repr(self.burst_solver),
             transient_snapshots=0,  # every burst starts from a fresh lifting
             # cost against a full-resolution run on the same micro grid and step (seed §4: "~1e4")
             space_fraction=scheme.space_fraction,
@@ -228,6 +235,8 @@ class PatchTrajectories(_Trajectories):
 
     def warmup(self) -> None:
         """Compile (or load from numba's cache) the micro kernel on a small scheme of the same kind."""
+        if self.burst_solver is not None:
+            return  # another model's solver: nothing of ours to compile
         small = PatchDynamics(coefficient=self.coefficient, eps=1e-3, micro_dx=1e-5, macro_nodes=5, tooth=1e-3,
                               buffer=8e-3, burst=1e-6, substeps=1, lift_order=2)
         small.time_derivative(np.linspace(0.0, 1.0, 5) ** 2)
