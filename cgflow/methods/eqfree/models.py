@@ -50,20 +50,26 @@ _POS = dict(minimum=0, exclusive_minimum=True)
 TENSOR = ("A_xx", "A_xy", "A_yy")
 
 
-class HeterogeneousDiffusion:
-    """1-D diffusion u_t = (a(x/eps) u_x)_x on [0, 1], Dirichlet ends (seed 001 §5.1), by patch dynamics."""
+class _EqfreeModel:
+    """What every eqfree model shares: its family, no ``micro.*`` parameters of its own (its sections
+    carry them), and equality by type (instances are stateless; the registry caches one)."""
 
-    name = "heterodiffusion"
     family = "eqfree"
-    description = "1-D heterogeneous diffusion u_t = (a(x/eps) u_x)_x, patch dynamics with buffers"
     parameters: tuple[str, ...] = ()
-    dimension = 1
 
     def __eq__(self, other):
         return type(other) is type(self)
 
     def __hash__(self):
         return hash(type(self))
+
+
+class HeterogeneousDiffusion(_EqfreeModel):
+    """1-D diffusion u_t = (a(x/eps) u_x)_x on [0, 1], Dirichlet ends (seed 001 §5.1), by patch dynamics."""
+
+    name = "heterodiffusion"
+    description = "1-D heterogeneous diffusion u_t = (a(x/eps) u_x)_x, patch dynamics with buffers"
+    dimension = 1
 
     @staticmethod
     def sections() -> dict:
@@ -185,20 +191,12 @@ class HeterogeneousDiffusion:
         return {}, {"a_implied": var}, {"a_star": float(attrs["a_star"])}
 
 
-class HeterogeneousLattice2D:
+class HeterogeneousLattice2D(_EqfreeModel):
     """The 2-D heterogeneous diffusion lattice of seed 001 §5.2 (3-periodic kappa), by the gap-tooth scheme."""
 
     name = "lattice2d"
-    family = "eqfree"
     description = "2-D heterogeneous diffusion lattice (3-periodic coefficients), gap-tooth scheme"
-    parameters: tuple[str, ...] = ()
     dimension = 2
-
-    def __eq__(self, other):
-        return type(other) is type(self)
-
-    def __hash__(self):
-        return hash(type(self))
 
     @staticmethod
     def sections() -> dict:
