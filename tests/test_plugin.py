@@ -29,6 +29,7 @@ from .conftest import cgflow_cmd
 
 PLUGIN = Path(__file__).resolve().parents[1] / "examples" / "plugin"
 WORKFLOW = PLUGIN / "workflow.yaml"
+EQFREE_WORKFLOW = PLUGIN / "eqfree-workflow.yaml"
 DIST = "cgflow-example-plugin"
 
 
@@ -72,11 +73,23 @@ def tree(plugin, tmp_path_factory):
     return open_run(store)
 
 
+@pytest.fixture(scope="module")
+def eqfree_tree(plugin, tmp_path_factory):
+    from cgflow import open_run
+
+    store = tmp_path_factory.mktemp("plugin-eqfree") / "run.zarr"
+    proc = subprocess.run(cgflow_cmd("run", str(EQFREE_WORKFLOW), "--store", str(store), "--serial", "--no-progress"),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return open_run(store)
+
+
 def test_registered_through_the_entry_point(plugin):
     """A fresh process (entry points are read at import) lists and builds the plugin model by name."""
     code = ("from cgflow.micro.registry import available_models, create_model, get_model_class\n"
             "from cgflow.micro.contract import check_model\n"
             "print(available_models())\n"
+            "assert 'decaydiffusion' in available_models('eqfree') and 'decaydiffusion' not in available_models('fdr')\n"
             "cls = get_model_class('zrp2server'); print(cls.__module__ + ':' + cls.__name__)\n"
             "check_model(create_model('zrp2server', {}))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -187,3 +200,29 @@ def test_fit_macro_and_particles(tree, plugin):
     assert float(err.max()) < 0.01
     cmp = tree["particles_vs_macro"].ds.load()
     assert float(cmp.chi2_pvalue_reference.min()) > 1e-3  # direct plugin-model runs vs the exact-operator FEM
+
+
+def test_eqfree_plugin_model_runs_with_its_own_solver(eqfree_tree):
+    """u_t = (a u_x)_x - k u through cgflow's patch dynamics with the plugin's Crank-Nicolson patch solver."""
+    traj = eqfree_tree["trajectories"].ds
+    assert traj.attrs["model"] == "decaydiffusion" and traj.attrs["decay"] == 5.0
+    assert traj.attrs["micro_solver"].startswith("DecaySolver(") and traj.attrs["buffer_within_tolerance"]
+    np.testing.assert_allclose(traj["U"].values[:, :, [0, -1]], 0.0, atol=1e-12)  # the plugin's zero-end states
+    # the patch estimates against the plugin's exact semi-discrete reference a* D2 U - k U (decay included):
+    # as close as the built-in model's data are to a* D2 U (quick medium, ~1e-3)
+    hom = eqfree_tree["homogenized"].ds.load()
+    assert float(hom.rmse_dUdt_fd.max()) < 3e-3
+    # the learned linear right-hand side implies a* once the decay's share k/lambda_1 is removed
+    # (without the correction it would be a* + 5/9.79 = 0.97)
+    learn = eqfree_tree["learn"].ds.load()
+    assert abs(float(learn.a_implied.sel(model="linear")) / learn.attrs["a_star"] - 1) < 0.02
+
+
+def test_eqfree_plugin_spec_keys_are_checked(plugin, tmp_path):
+    for override, message in (("micro.decay=-1", "micro.decay: expected a number >= 0"),
+                              ("micro.coefficient.table=[1, 2]", "decaydiffusion takes a(y) = mean + amplitude")):
+        proc = subprocess.run(cgflow_cmd("run", str(EQFREE_WORKFLOW), "--store", str(tmp_path / "no.zarr"), "--serial",
+                                         "--no-progress", "--set", override),
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2 and message in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+        assert not (tmp_path / "no.zarr").exists()

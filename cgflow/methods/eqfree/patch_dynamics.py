@@ -130,7 +130,9 @@ class PatchSolver(Protocol):
     """The eqfree micro-model contract in 1-D: a detailed solver that advances patches for a burst.
 
     An object (a frozen dataclass, so that stages holding it fingerprint and pickle)
-    with one method. Patch dynamics calls it once per derivative estimate.
+    with one method. Patch dynamics calls it once per derivative estimate. An
+    optional ``attrs() -> dict`` is stored with the trajectories (the solver's
+    physical parameters, which the model's exact reference may need).
     """
 
     def advance(self, u: np.ndarray, x: np.ndarray, duration: float) -> np.ndarray:

@@ -192,7 +192,7 @@ class PatchTrajectories(_Trajectories):
             ds[f"ic_{field}"].attrs["description"] = f"initial condition (seed eq. 23): {field} of each Fourier term"
         scheme = self.scheme
         ds.attrs.update(
-            model=self.model, scheme="patch dynamics with buffers", a_star=self.coefficient_effective,
+            model=self.model, scheme="patch dynamics with buffers", a_star=self.coefficient_effective, macro_nodes=self.nodes,
             micro_solver="built-in TR-BDF2 (numba)" if self.burst_solver is None else repr(self.burst_solver),
             transient_snapshots=0,  # every burst starts from a fresh lifting
             # cost against a full-resolution run on the same micro grid and step (seed §4: "~1e4")
@@ -206,6 +206,8 @@ class PatchTrajectories(_Trajectories):
         # without from_spec is checked here, at the cost of ~2.5 bursts
         check = self.buffer_check if self.buffer_check is not None else check_buffer(scheme, self.buffer_tolerance)
         ds.attrs.update(check.attrs())
+        if callable(getattr(self.burst_solver, "attrs", None)):  # the solver's own parameters (e.g. a decay rate)
+            ds.attrs.update(self.burst_solver.attrs())
         return ds
 
     @property
@@ -213,7 +215,10 @@ class PatchTrajectories(_Trajectories):
         return float(heterodiffusion.effective_coefficient(self.coefficient))
 
     def compute_block(self, point: int, block: int) -> BlockOutput:
-        modes = heterodiffusion.fourier_initial_condition(self.stream(point), self.modes)
+        from .schema import eqfree_model
+
+        # the model's initial conditions (heterodiffusion: seed eq. (23)); FourierModes either way
+        modes = eqfree_model(self.model).random_initial_condition(self.stream(point), self.modes)
         save_every = int(round(self.sample_every / self.macro_dt))
         result = self.scheme.integrate(modes(self.x), self.t_end, self.macro_dt, save_every=save_every)
         arrays = {
