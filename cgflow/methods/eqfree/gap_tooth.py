@@ -82,8 +82,10 @@ Everything else is vectorised numpy/scipy; no I/O.
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from dataclasses import dataclass, replace
+from typing import Protocol
 from numbers import Integral, Real
 
 import numba
@@ -100,6 +102,7 @@ __all__ = [
     "INTEGRATORS",
     "CouplingWarning",
     "GapTooth2D",
+    "PatchRHS",
     "GapToothSolution",
     "check_coupling",
     "interpolation_matrix",
@@ -539,6 +542,14 @@ class GapTooth2D:
         row m carries kx at (l + i0, m + j0). Every patch holds the same window of the
         medium. (0, 2) with the ``"paper"`` convention is the patch of the authors'
         code (``cx``, ``cy`` of ``generate_data_2d.m``); the slow rates do not depend on it.
+    patch_solver : PatchRHS, optional
+        Another detailed model (the eqfree micro-model contract in 2-D,
+        :class:`PatchRHS`): the time derivative of every patch's interior given its
+        edge values, which the coupling supplies as the boundary data. It replaces
+        the built-in lattice of eq. (25) in :meth:`rhs` and :meth:`integrate`
+        (methods ``"bdf"``, with the coupling's sparsity pattern for the
+        finite-difference Jacobian, and ``"euler"`` with an explicit ``step``); the
+        lattice-specific ``"exact"`` and ``"rkc"`` paths refuse it.
 
     Notes
     -----
@@ -554,9 +565,12 @@ class GapTooth2D:
     order: int = 6
     convention: str = "paper"
     cell_offset: tuple[int, int] = (0, 2)
+    patch_solver: "PatchRHS | None" = None
 
     def __post_init__(self):
         N, p = self.patches, self.patch_points
+        if self.patch_solver is not None and not callable(getattr(self.patch_solver, "rhs", None)):
+            raise ValueError(f"patch_solver must have an rhs(full, x, y) method, got {self.patch_solver!r}")
         if isinstance(N, bool) or not isinstance(N, Integral) or N < 3:
             raise ValueError(f"patches must be an integer >= 3, got {N!r}")
         if isinstance(p, bool) or not isinstance(p, Integral) or p < 2 + lattice2d.PERIOD or (p - 2) % lattice2d.PERIOD:
@@ -682,11 +696,23 @@ class GapTooth2D:
         -------
         ndarray, shape (N**2 n**2,)
         """
+        if self.patch_solver is not None:
+            return self._solver_rhs(state)
         full = self.with_edges(state)
         kx, ky = self._conductivities
         fx = kx * (full[:, :, 1:, 1:-1] - full[:, :, :-1, 1:-1])  # (N, N, n+1, n) bond fluxes
         fy = ky * (full[:, :, 1:-1, 1:] - full[:, :, 1:-1, :-1])  # (N, N, n, n+1)
         du = (fx[:, :, 1:, :] - fx[:, :, :-1, :] + fy[:, :, :, 1:] - fy[:, :, :, :-1]) / self.h**2
+        return du.ravel()
+
+    def _solver_rhs(self, state) -> np.ndarray:
+        """``patch_solver.rhs`` on the coupled patch fields, its result checked (shape, finite)."""
+        full = self.with_edges(state)
+        x = self.centres[:, None] + (np.arange(self.patch_points) - 0.5 * (self.patch_points - 1))[None, :] * self.h
+        du = np.asarray(self.patch_solver.rhs(full, x, x.copy()), dtype=np.float64)
+        if du.shape != self.state_shape or not np.all(np.isfinite(du)):
+            raise ValueError(f"patch_solver.rhs must return finite values of shape {self.state_shape} (the interior), "
+                             f"got shape {du.shape}")
         return du.ravel()
 
     def jacobian(self) -> sparse.csr_matrix:
@@ -962,6 +988,8 @@ class GapTooth2D:
             if isinstance(step, bool) or not isinstance(step, Real) or not np.isfinite(step) or step <= 0:
                 raise ValueError(f"step must be a finite number > 0, got {step!r}")
         y0 = self._initial_state(initial)
+        if self.patch_solver is not None:
+            return self._integrate_solver(y0, times, key, rtol, atol, step, keep_states)
         jac = self.jacobian()
         nfev = njev = nlu = steps = rejected = stages = 0
         if key == "bdf":
@@ -1026,6 +1054,41 @@ class GapTooth2D:
             rejected=rejected,
             stages=stages,
         )
+
+    def _integrate_solver(self, y0, times, key, rtol, atol, step, keep_states) -> GapToothSolution:
+        """:meth:`integrate` with a ``patch_solver``: BDF (finite-difference Jacobian on the coupling's
+        sparsity pattern) or explicit Euler with the caller's ``step`` (its stability is the model's)."""
+        if key == "bdf":
+            pattern = (self.jacobian() != 0).astype(np.int8)
+            sol = solve_ivp(self.rhs, (times[0], times[-1]), y0, method="BDF", t_eval=times, jac_sparsity=pattern,
+                            rtol=rtol, atol=atol)
+            if not sol.success:
+                raise RuntimeError(f"solve_ivp failed: {sol.message}")
+            flat, nfev, njev, nlu, steps = sol.y.T, int(sol.nfev), int(sol.njev), int(sol.nlu), 0
+        elif key == "euler":
+            if step is None:
+                raise ValueError("euler with a patch_solver needs an explicit step (its stability limit is the model's)")
+            flat = np.empty((times.size, self.size))
+            flat[0] = y = y0.copy()
+            nfev = steps = 0
+            for i in range(1, times.size):
+                m = max(1, math.ceil((times[i] - times[i - 1]) / step - 1e-9))
+                dt = (times[i] - times[i - 1]) / m
+                for _ in range(m):
+                    y = y + dt * self.rhs(0.0, y)
+                nfev += m
+                flat[i] = y
+            steps, njev, nlu = nfev, 0, 0
+        else:
+            raise ValueError(f"method {key!r} is specific to the built-in lattice; with a patch_solver use 'bdf' or 'euler'")
+        if not np.all(np.isfinite(flat)):
+            raise RuntimeError(f"{key} with the patch_solver produced non-finite values")
+        states = flat.reshape((times.size,) + self.state_shape)
+        dU = np.stack([self.rhs(0.0, y).reshape(self.state_shape) for y in flat]).mean(axis=(-2, -1))
+        return GapToothSolution(times=times, U=states.mean(axis=(-2, -1)), dUdt=dU, X=self.centres,
+                                Y=self.centres.copy(), nfev=nfev + times.size, njev=njev, nlu=nlu,
+                                work=(nfev + times.size) * self.size, states=states if keep_states else None,
+                                steps=steps, rejected=0, stages=1)
 
     def decay_rates(self, modes=((1, 0), (0, 1), (1, 1), (1, -1)), shift: float = 1.0, tol: float = 1e-13):
         """Decay rates of the scheme's slow eigenmodes of macroscopic shape sin(k.x).
@@ -1119,6 +1182,30 @@ class GapTooth2D:
             mu = np.linalg.eigvals(B[k[0] % N, k[1] % N])
             rates.append(-float(mu[np.argmin(np.abs(mu))].real))
         return np.array(rates)
+
+
+class PatchRHS(Protocol):
+    """The eqfree micro-model contract in 2-D: a detailed model's time derivative on every patch.
+
+    An object (a frozen dataclass, so that stages holding it fingerprint and pickle)
+    with one method; :class:`GapTooth2D` calls it with the coupled edge values.
+    """
+
+    def rhs(self, full: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """d(interior)/dt of every patch.
+
+        Parameters
+        ----------
+        full : ndarray, shape (N, N, n + 2, n + 2)
+            Patch fields [I, J, a, b]: the interior values and, on the edge rows and
+            columns, the boundary data from the coupling (NaN at the four corners).
+        x, y : ndarray, shape (N, n + 2)
+            Positions of the patch points along x (patch I, index a) and y (patch J, index b).
+
+        Returns
+        -------
+        ndarray, shape (N, N, n, n)
+        """
 
 
 class CouplingWarning(UserWarning):

@@ -31,8 +31,13 @@ as the boundary data) to ``PatchTrajectories.from_spec(spec, burst_solver=...)``
 lifting, restriction, eq. (11), the projective steps and the buffer self-check stay
 the scheme's (``tests/methods/test_eqfree_patch_solver.py``: an independent
 Crank-Nicolson solver matches the built-in kernel to 4e-6, and a reaction term shows
-up as exactly -k U). In 2-D the gap-tooth scheme takes the lattice's right-hand side
-from :mod:`cgflow.micro.lattice2d`; an injectable 2-D patch solver is not there yet.
+up as exactly -k U). In 2-D, where the gap-tooth coupling is continuous in time, the
+detailed model is a :class:`~.gap_tooth.PatchRHS` (``rhs(full, x, y)``: d(interior)/dt of
+every patch given its coupled edge values) passed to
+``GapToothTrajectories.from_spec(spec, patch_solver=...)`` and integrated by BDF or
+explicit Euler (``tests/methods/test_eqfree_patch_rhs.py``: an independent lattice
+reproduces the built-in scheme to 1e-7; with a decay term the solution is exactly
+e^{-kt} times it). The example plugin's ``decaydiffusion`` is a 1-D model built this way.
 """
 
 from __future__ import annotations

@@ -259,17 +259,23 @@ class GapToothTrajectories(_Trajectories):
     order: int = 6
     integrator: str = "exact"
     coupling_tolerance: float = COUPLING_TOLERANCE
+    # the detailed model (micro.model) and, for a model other than the built-in lattice, its patch
+    # right-hand side (gap_tooth.PatchRHS: d(interior)/dt of every patch given the coupled edge values)
+    model: str = "lattice2d"
+    patch_solver: Any = None
 
     probe_description: ClassVar[str] = "one gap-tooth trajectory"
 
     @classmethod
-    def from_spec(cls, spec) -> "GapToothTrajectories":
+    def from_spec(cls, spec, patch_solver: Any = None) -> "GapToothTrajectories":
+        """The stage of a spec; an eqfree model with its own patch dynamics passes it as ``patch_solver``."""
         micro, gt = spec["micro"], spec["gap_tooth"]
         stage = cls(
             **_Trajectories.sampling(spec),
             convention=micro["convention"], lattice=micro["lattice"], patches=gt["patches"],
             patch_points=gt["patch_points"], coupling=gt["coupling"], order=gt["order"],
             integrator=gt["integrator"], coupling_tolerance=gt["coupling_tolerance"],
+            model=micro["model"], patch_solver=patch_solver,
         )
         stage.coupling_check(warn=True)  # a CouplingWarning now, at plan time, if the coupling biases the data
         return stage
@@ -288,7 +294,7 @@ class GapToothTrajectories(_Trajectories):
     def scheme(self) -> GapTooth2D:
         return GapTooth2D(
             patches=self.patches, h=2 * np.pi / self.lattice, patch_points=self.patch_points,
-            coupling=self.coupling, order=self.order, convention=self.convention,
+            coupling=self.coupling, order=self.order, convention=self.convention, patch_solver=self.patch_solver,
         )
 
     @property
@@ -303,15 +309,20 @@ class GapToothTrajectories(_Trajectories):
         A = lattice2d.homogenized_tensor(self.convention)
         scheme = self.scheme
         ds.attrs.update(
-            model="lattice2d", scheme="gap-tooth", A_xx=A[0], A_xy=A[1], A_yy=A[2], convention=self.convention,
+            model=self.model, scheme="gap-tooth", A_xx=A[0], A_xy=A[1], A_yy=A[2], convention=self.convention,
+            micro_solver="built-in lattice of eq. (25)" if self.patch_solver is None else repr(self.patch_solver),
             h=scheme.h, interior_points=scheme.interior,
             transient_snapshots=1,  # micro values start without their corrector: dU/dt(0) is a fast transient
             **self.coupling_check(),
         )
+        if callable(getattr(self.patch_solver, "attrs", None)):  # the solver's own parameters
+            ds.attrs.update(self.patch_solver.attrs())
         return ds
 
     def compute_block(self, point: int, block: int) -> BlockOutput:
-        modes = lattice2d.fourier_initial_condition_2d(self.stream(point), self.modes)
+        from .schema import eqfree_model
+
+        modes = eqfree_model(self.model).random_initial_condition(self.stream(point), self.modes)
         result = self.scheme.integrate(modes, self.times, method=self.integrator)
         arrays = {
             "U": result.U,
