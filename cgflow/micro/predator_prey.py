@@ -44,6 +44,7 @@ import numpy as np
 __all__ = [
     "LAPLACIANS",
     "PredatorPreyParams",
+    "PredatorPreyPatchModel",
     "grid",
     "initial_state",
     "tile_means",
@@ -251,3 +252,76 @@ def upsample(state: np.ndarray, factor: int = 2) -> np.ndarray:
     j = np.clip(np.searchsorted(old, new) - 1, 0, n - 2)
     w = np.clip((new - old[j]) / (old[j + 1] - old[j]), 0.0, 1.0)
     return x[..., j] * (1.0 - w) + x[..., j + 1] * w
+
+
+@dataclass(frozen=True)
+class PredatorPreyPatchModel:
+    """The predator–prey system in the shape the partial method's numerics take (``PatchModel``).
+
+    States are (B, 2, n) arrays (species, cells); tiles are ``tile_size`` consecutive
+    cells, K = n / tile_size of them; the observables are the tile means of u and v
+    (patch-additive). One "run" is one Euler–Maruyama step of ``params.dt`` (the
+    authors' pairs, REFERENCE-002 §2): ``n_events`` and ``duration`` are accepted for
+    the protocol's sake and must be None or one step.
+
+    Parameters
+    ----------
+    params : PredatorPreyParams
+    """
+
+    params: PredatorPreyParams = PredatorPreyParams()
+
+    observable_names = ("u", "v")
+
+    def _tiles(self, states, tile_size):
+        x = np.asarray(states, dtype=np.float64)
+        if x.ndim != 3 or x.shape[1] != 2:
+            raise ValueError(f"states must have shape (B, 2, n), got {x.shape}")
+        ts = _count(tile_size, "tile_size", 1)
+        if x.shape[-1] % ts:
+            raise ValueError(f"tile_size = {ts} must divide the grid size n = {x.shape[-1]}")
+        return x, x.shape[-1] // ts
+
+    def n_tiles(self, n: int, tile_size: int) -> int:
+        """K = n / tile_size."""
+        return n // tile_size
+
+    def tile_observables(self, states, tile_size: int, boundary: str = "frozen") -> np.ndarray:
+        """(B, K, 2) tile means of u and v; ``boundary`` must be "frozen" (ghost cells from the neighbours)."""
+        if boundary != "frozen":
+            raise ValueError(f"the predator-prey tiles take ghost cells from their neighbours: boundary must be "
+                             f"'frozen', got {boundary!r}")
+        x, K = self._tiles(states, tile_size)
+        return tile_means(x, K)
+
+    def evolve_tiles(self, states, tile_size: int, tiles, n_events=None, boundary: str = "frozen", rng=None,
+                     duration=None, return_tiles: bool = False):
+        """One Euler–Maruyama step of tile ``tiles[b]`` of every state (REFERENCE-002 §2).
+
+        Returns ``(before, after, increment, dt)`` (tile means (B, 2) before and after,
+        the increment after - before of the target z1_hat - z0, dt (B,)), plus the
+        evolved tiles (B, 2, tile_size) with ``return_tiles``.
+        """
+        self.tile_observables(states, tile_size, boundary)  # validates
+        if duration is not None and not math.isclose(duration, self.params.dt, rel_tol=1e-12):
+            raise ValueError(f"a predator-prey pair is one Euler-Maruyama step of dt = {self.params.dt:g}, "
+                             f"got duration = {duration!r}")
+        x, K = self._tiles(states, tile_size)
+        tiles = np.asarray(tiles, dtype=np.int64)
+        after_tile = self.params.partial_step(x, K, tiles, rng)
+        w = x.shape[-1] // K
+        cols = tiles[:, None] * w + np.arange(w)[None, :]
+        before_tile = np.take_along_axis(x, np.broadcast_to(cols[:, None, :], (x.shape[0], 2, w)), axis=-1)
+        before, after = before_tile.mean(axis=-1), after_tile.mean(axis=-1)
+        out = (before, after, after - before, np.full(x.shape[0], self.params.dt))
+        return out + ((after_tile,) if return_tiles else ())
+
+    def evolve_full(self, states, n_events=None, rng=None):
+        """One Euler–Maruyama step of the whole grid: (z0 (B, 2), z1 (B, 2), dt (B,)) of the spatial means."""
+        x = np.asarray(states, dtype=np.float64)
+        x1 = self.params.step(x, rng)
+        return x.mean(axis=-1), x1.mean(axis=-1), np.full(x.shape[0], self.params.dt)
+
+    def refine(self, states) -> np.ndarray:
+        """Twice as many cells by linear interpolation (REFERENCE-002 §3; no relaxation follows)."""
+        return upsample(states, 2)

@@ -116,3 +116,33 @@ def test_stability_and_bad_input():
         PredatorPreyParams(dt=0)
     with pytest.raises(ValueError, match=r"state must have shape \(B, 2, n\)"):
         PredatorPreyParams().simulate(np.zeros((2, 10)), 1, np.random.default_rng(0))
+
+
+def test_patch_model_pairs_are_unbiased_and_k_times_noisier():
+    """Partial-evolution pairs (one tile, one step): E[z1_hat - z0] = the full step's drift of the means,
+    Cov = K x the full step's (independent cell noise): the lambda = K of REFERENCE-002 §0, shown exactly."""
+    from cgflow.micro.predator_prey import PredatorPreyPatchModel
+
+    model = PredatorPreyPatchModel()
+    B, K = 4000, 5
+    x = np.repeat(initial_state(200, 0.5, 0.1), B, axis=0)
+    rng = np.random.default_rng(8)
+    tiles = rng.integers(0, K, B)
+    before, after, inc, dt = model.evolve_tiles(x, 40, tiles, rng=rng)
+    np.testing.assert_allclose(before, model.tile_observables(x, 40)[np.arange(B), tiles])
+    drift = PredatorPreyParams().drift(x[:1]).mean(axis=-1)[0] * dt[0]  # full-step change of the means
+    z0, z1, _ = model.evolve_full(x, rng=rng)
+    full_var = (z1 - z0).var(axis=0, ddof=1)
+    # E[increment] = drift of the means, up to the tile-to-tile spread of the deterministic part (sampled tiles)
+    det = np.stack([PredatorPreyParams().drift(x[:1])[0][:, 40 * c:40 * (c + 1)].mean(-1) * dt[0] for c in range(K)])
+    se = np.sqrt((inc.var(axis=0, ddof=1)) / B)
+    assert np.all(np.abs(inc.mean(axis=0) - drift) < 4 * se), (inc.mean(axis=0), drift, se)
+    noise_var = (PredatorPreyParams().noise**2 * dt[0]) / 200  # per-step variance of a spatial mean of 200 cells
+    np.testing.assert_allclose(full_var, noise_var, rtol=4 * np.sqrt(2 / (B - 1)))
+    tile_var = (inc - det[tiles]).var(axis=0, ddof=1)
+    np.testing.assert_allclose(tile_var, K * noise_var, rtol=4 * np.sqrt(2 / (B - 1)))
+    with pytest.raises(ValueError, match="one Euler-Maruyama step of dt = 0.01"):
+        model.evolve_tiles(x[:2], 40, tiles[:2], rng=rng, duration=0.02)
+    with pytest.raises(ValueError, match="boundary must be 'frozen'"):
+        model.tile_observables(x[:2], 40, "periodic")
+    assert model.refine(x[:1]).shape == (1, 2, 400)
