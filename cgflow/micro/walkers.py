@@ -34,7 +34,7 @@ Laws
     D = delta_y**2/(2 delta_t).
 ``synthetic`` (paper §3.1)
     No fine-grained dynamics. :func:`sample_counts` draws m ~ Mult(n_f, softmax X)
-    (the map p_cf of paper eq. (2.9), REFERENCE §2) and :func:`sample_positions`
+    (the map p_cf of paper eq. (2.13), REFERENCE §2) and :func:`sample_positions`
     lifts counts to positions, each walker uniform inside its bin (REFERENCE §1 [G]).
     These two are used by every law to lift a coarse state to walkers
     (:func:`sample_fine_state`).
@@ -74,6 +74,7 @@ __all__ = [
     "bin_centres",
     "bin_counts",
     "burgers_mean_field",
+    "burgers_mean_field_binned",
     "burgers_shock_position",
     "burgers_shock_states",
     "burgers_shock_time",
@@ -82,8 +83,11 @@ __all__ = [
     "sample_fine_state",
     "sample_initial_states",
     "sample_positions",
+    "sample_smooth_state",
     "simulate",
     "simulate_counts",
+    "smooth_bin_state",
+    "smooth_subcells",
     "softmax",
     "step_advection_diffusion",
     "step_burgers",
@@ -300,7 +304,7 @@ def softmax(X) -> np.ndarray:
 
 
 def sample_counts(X, walkers: int, rng) -> np.ndarray:
-    """Bin counts m ~ Mult(n_f, softmax X): the coarse-to-fine map p_cf (paper eq. (2.9)).
+    """Bin counts m ~ Mult(n_f, softmax X): the coarse-to-fine map p_cf (paper eq. (2.13)).
 
     Parameters
     ----------
@@ -365,6 +369,67 @@ def sample_fine_state(X, walkers: int, rng) -> np.ndarray:
     if x.ndim != 1:
         raise ValueError(f"X must be 1-D (one coarse state), got shape {x.shape}")
     return sample_positions(sample_counts(x, walkers, rng), rng)
+
+
+def smooth_subcells(n_bins: int, step: float, per_step: int = 4) -> int:
+    """Sub-cells per coarse bin for a relaxed (smooth) lifting: width at most ``step / per_step``.
+
+    A density that is constant on sub-cells of width h has jumps of relative size
+    ~|d log rho/dy| h at the sub-cell edges; one coarse step of walkers whose
+    displacement variance is sigma**2 erases them and adds h**2/6 to the apparent
+    bin-kernel variance (the variance of the triangle Lambda of two uniforms of
+    width h). With h <= delta_y/4 that is <= delta_y**2/96, i.e. <= 6.5e-5 of the
+    variance 159.96 delta_y**2 per Delta_t of the advection-diffusion walkers
+    (REFERENCE §6); the uniform-in-bin lifting adds w**2/6 = 0.48 of it at 24 bins.
+    """
+    nb = _check_pos_int(n_bins, "n_bins")
+    k = _check_pos_int(per_step, "per_step")
+    if not _is_real(step) or not math.isfinite(step) or step <= 0:
+        raise ValueError(f"step must be finite and > 0, got {step!r}")
+    return max(1, int(math.ceil(k * (2.0 / nb) / step - 1e-9)))
+
+
+def smooth_bin_state(log_density, n_bins: int) -> np.ndarray:
+    """Coarse state of a sub-cell density: centred log of its bin masses.
+
+    Parameters
+    ----------
+    log_density : array_like, shape (..., n_bins * s)
+        log rho (up to a constant) at the centres of s equal sub-cells per bin.
+    n_bins : int
+
+    Returns
+    -------
+    ndarray, shape (..., n_bins)
+        X_j = log sum_{sub-cells in j} rho - mean, so that softmax(X) are exactly the bin
+        masses of the density the walkers of :func:`sample_smooth_state` are drawn from
+        (p_cf of paper eq. (2.13) holds exactly).
+    """
+    nb = _check_pos_int(n_bins, "n_bins")
+    z = np.asarray(log_density, dtype=np.float64)
+    if z.ndim == 0 or z.shape[-1] % nb or not np.all(np.isfinite(z)):
+        raise ValueError(f"log_density must be finite with a last axis that is a multiple of n_bins = {nb}, got {z.shape}")
+    top = z.max(axis=-1, keepdims=True)
+    e = np.exp(z - top).reshape(z.shape[:-1] + (nb, z.shape[-1] // nb)).sum(axis=-1)
+    X = np.log(e)
+    return X - X.mean(axis=-1, keepdims=True)
+
+
+def sample_smooth_state(log_density, walkers: int, rng) -> np.ndarray:
+    """A relaxed fine state: n_f walkers i.i.d. from the density exp(log_density) on sub-cells.
+
+    ``log_density`` (G,) is log rho at the centres of G equal sub-cells of [-1, 1)
+    (e.g. a smooth coarse field evaluated on ``n_bins * smooth_subcells(...)`` points);
+    counts are Mult(n_f, softmax(log_density)) over the sub-cells and walkers are
+    uniform inside their sub-cell (:func:`sample_positions`). The coarse counts are then
+    Mult(n_f, softmax(smooth_bin_state(log_density, n_bins))): the map p_cf of paper
+    eq. (2.13) with the within-bin placement following the smooth field instead of
+    the uniform placement of :func:`sample_fine_state` (a gap of the paper, REFERENCE §1 [G]).
+    """
+    z = np.asarray(log_density, dtype=np.float64)
+    if z.ndim != 1:
+        raise ValueError(f"log_density must be 1-D (one state), got shape {z.shape}")
+    return sample_positions(sample_counts(z, walkers, rng), rng)
 
 
 def sample_initial_states(n: int, n_bins: int, modes: int, amplitude: float, rng) -> np.ndarray:
@@ -765,6 +830,66 @@ def burgers_mean_field(rho0, n_fine_steps: int, kappa: float) -> np.ndarray:
         right = r * np.clip(0.5 + kappa * r, 0.0, 1.0)
         left = r - right
         out[s + 1] = np.roll(right, 1) + np.roll(left, -1)
+    return out
+
+
+def burgers_mean_field_binned(times, rho_mean: float, amplitude: float, density_scale: float, n_bins: int,
+                              viscosity: float = 0.0, cells: int = 1200) -> np.ndarray:
+    """Bin masses of rho_t + (c rho**2/2)_y = D rho_yy from rho0 = rho_bar (1 + A sin(pi y)) (REFERENCE §6).
+
+    The continuum mean field of the Burgers walkers (D = delta_y**2/(2 delta_t), REFERENCE §1c),
+    or with ``viscosity = 0`` the inviscid one whose shock forms at t* = 1/(c rho_bar A pi).
+    Finite volumes on ``cells`` periodic cells of [-1, 1) started from the exact cell
+    averages: Godunov flux (upwind, exact for rho > 0, i.e. A < 1) and explicit central
+    diffusion, time step 0.4 h/(c max rho) and <= 0.25 h**2/D. A shock is a few cells wide,
+    far below a bin at the default 50 cells per bin of 24.
+
+    Parameters
+    ----------
+    times : array_like of float
+        Non-decreasing output times (t >= 0, in the units of t*).
+    rho_mean, amplitude, density_scale : float
+        rho_bar, A (0 < A < 1), c.
+    n_bins : int
+        Bins of the output; ``cells`` must be a multiple.
+    viscosity : float
+        D >= 0.
+    cells : int
+
+    Returns
+    -------
+    ndarray, shape (len(times), n_bins)
+        Bin masses (walker fractions: rho integrated over the bin, total 2 rho_bar).
+    """
+    _check_burgers_ic(rho_mean, amplitude, density_scale)
+    if amplitude >= 1:
+        raise ValueError(f"amplitude must be < 1 (positive density), got {amplitude!r}")
+    nb = _check_pos_int(n_bins, "n_bins")
+    n = _check_pos_int(cells, "cells")
+    if n % nb:
+        raise ValueError(f"cells ({n}) must be a multiple of n_bins ({nb})")
+    if not _is_real(viscosity) or not math.isfinite(viscosity) or viscosity < 0:
+        raise ValueError(f"viscosity must be finite and >= 0, got {viscosity!r}")
+    ts = np.asarray(times, dtype=np.float64).reshape(-1)
+    if ts.size == 0 or not np.all(np.isfinite(ts)) or ts.min() < 0 or np.any(np.diff(ts) < 0):
+        raise ValueError("times must be a non-empty, finite, non-decreasing sequence of t >= 0")
+    c, D, h = float(density_scale), float(viscosity), 2.0 / n
+    left = -1.0 + np.arange(n) * h
+    rho = rho_mean * (1.0 + amplitude * (np.cos(np.pi * left) - np.cos(np.pi * (left + h))) / (np.pi * h))
+    dt = 0.4 * h / (c * rho_mean * (1.0 + amplitude))
+    if D > 0:
+        dt = min(dt, 0.25 * h * h / D)
+    out = np.empty((ts.size, nb))
+    t = 0.0
+    for k, T in enumerate(ts):
+        while t < T - 1e-12:
+            s = min(dt, T - t)
+            flux = 0.5 * c * rho * rho  # Godunov = upwind for rho > 0
+            new = rho - (s / h) * (flux - np.roll(flux, 1))
+            if D > 0:
+                new += (s * D / (h * h)) * (np.roll(rho, 1) - 2.0 * rho + np.roll(rho, -1))
+            rho, t = new, t + s
+        out[k] = rho.reshape(nb, -1).sum(axis=1) * h
     return out
 
 

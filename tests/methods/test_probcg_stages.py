@@ -289,3 +289,86 @@ def test_viscous_shock_drop_and_absolute_formation_threshold():
     D = 3.875e-3 ** 2 / (2 * 2.5e-3)
     assert abs(shock_threshold(attrs, 24) - 0.5 * (2 / 24) * viscous_bin_drop(0.5, 2 / 24, 0.5, D)) < 1e-15
     assert shock_threshold({**attrs, "initial": "prior"}, 24) is None
+
+
+def test_smooth_lifting_and_independent_starts(tmp_path):
+    """``fine.lifting: smooth``: the known X0 is the centred log of the bin masses of the prior field the
+    walkers are drawn from, and one coarse step of the advection-diffusion walkers gives counts
+    Mult(n_f, exact propagation of that field on the sub-cells) (chi-square, with power against the
+    uniform lifting's prediction). ``fine.test_shared_start: false`` starts every replica afresh."""
+    import dataclasses
+
+    from scipy import stats
+
+    from cgflow.engine import BlockKey, block_stream
+    from cgflow.methods.probcg.fine import FineExperiments, Lifting, ReferenceRuns, prior_coefficients, prior_field
+
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(ADVECTION.replace("amplitude: 0.4", "amplitude: 1.2"))  # steep states: the liftings differ
+    spec = load_spec(spec_path)
+    fine = FineExperiments.from_spec(spec)
+    fine = dataclasses.replace(fine, lifting=Lifting.for_model("smooth", fine.model))
+    s = fine.lifting.subcells
+    assert 2.0 / (24 * s) <= fine.model.step / 4
+    G = 24 * s
+    KG = np.fft.rfft(wk.ad_bin_kernel(G, 1, fine.model.params))
+    stat = stat_uniform = dof = 0.0
+    for block in range(6):  # 96 experiments (blocks beyond the spec's 2 are further streams of the same point)
+        out = fine.compute_block(0, block)
+        a, b, k = prior_coefficients(fine.block, fine.modes, fine.amplitude, fine.decay,
+                                     block_stream(fine.seed, BlockKey("fine", 0, block)))
+        z = prior_field(a, b, k, fine.lifting.points(24))
+        np.testing.assert_allclose(out.arrays["X0"], wk.smooth_bin_state(z, 24), atol=1e-12)
+        rho = np.exp(z - z.max(axis=-1, keepdims=True))
+        rho /= rho.sum(axis=-1, keepdims=True)
+        expect = np.fft.irfft(np.fft.rfft(rho, axis=-1) * KG, n=G, axis=-1).reshape(-1, 24, s).sum(-1) * fine.model.walkers
+        uniform = wk.ad_propagate_density(wk.softmax(out.arrays["X0"]), 1, fine.model.params) * fine.model.walkers
+        m = out.arrays["counts"]
+        stat += ((m - expect) ** 2 / expect).sum()
+        stat_uniform += ((m - uniform) ** 2 / uniform).sum()
+        dof += m.shape[0] * 23
+    assert stats.chi2.sf(stat, dof) > 1e-3
+    assert stats.chi2.sf(stat_uniform, dof) < 1e-6  # power: the uniform lifting's one-step mean is another law
+
+    ref = ReferenceRuns.from_spec(spec)
+    for shared in (True, False):
+        r = dataclasses.replace(ref, lifting=Lifting.for_model("smooth", ref.model), shared_start=shared, replicas=4, block=4)
+        np.testing.assert_allclose(wk.softmax(r.initial_state(0)), wk.softmax(wk.smooth_bin_state(r.initial_log_density(0), 24)))
+        starts = r.compute_block(0, 0).arrays["counts"][:, 0]
+        assert (len({c.tobytes() for c in starts}) == 1) == shared
+        assert r.template().attrs["shared_start"] == int(shared) and r.template().attrs["lifting"] == "smooth"
+
+
+def test_shock_detectors_on_the_mean_fields():
+    """The calibration stored with a Burgers sine prediction: on the inviscid mean field the absolute
+    threshold fires at the onset (well before t*), the largest binned drop comes after t*; viscosity
+    (the walkers' D) lowers and advances the peak; the coarse CFL number is c rho_bar (1 + A) dt / w."""
+    from cgflow.methods.probcg.predict_stage import mean_field_shock_checks
+    from cgflow.methods.probcg.shock import peak_step
+
+    assert peak_step(np.array([0.9, 0.1, 0.3, 0.2])) == 2 and peak_step(np.array([0.9, 0.1, 0.3]), start=0) == 0
+    assert peak_step(np.array([0.5])) == -1
+    attrs = {"law": "burgers", "initial": "sine", "step": 3.875e-3, "fine_dt": 2.5e-3, "density_scale": 0.25, "sine_amplitude": 0.5}
+    dt = 0.25
+    checks = mean_field_shock_checks(attrs, 24, 41, dt)
+    t_star = wk.burgers_shock_time(0.5, 0.5, 0.25) / dt  # 20.4 steps
+    assert checks["coarse_cfl"] == pytest.approx(0.25 * 0.5 * 1.5 * dt / (2 / 24))
+    assert 0 < checks["mean_field_inviscid_formation_viscous"] < 0.5 * t_star
+    assert t_star < checks["mean_field_inviscid_peak"] < 2 * t_star
+    assert abs(checks["mean_field_inviscid_formation"] - t_star) < 0.3 * t_star
+    assert checks["mean_field_viscous_peak"] < checks["mean_field_inviscid_peak"]
+
+
+@pytest.mark.parametrize("name", ["fine", "reference"])
+def test_smooth_lifting_sweeps_meet_the_stage_contract(name, tmp_path):
+    import dataclasses
+
+    from cgflow.methods.probcg.fine import Lifting
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(ADVECTION)
+    stage = [s for s in build_stages(load_spec(spec)) if s.name == name][0]
+    changes = {"lifting": Lifting.for_model("smooth", stage.model)}
+    if name == "reference":
+        changes["shared_start"] = False
+    check_stage(dataclasses.replace(stage, **changes), fresh_process=False)

@@ -438,3 +438,55 @@ def test_burgers_mean_field_matches_lax_friedrichs():
     for kappa in (0.0, -params.kappa):
         wrong = wk.burgers_mean_field(n0 * scale, steps, kappa)[-1] / scale
         assert np.abs((mean - wrong) / se).max() > 2 * crit
+
+
+# ----------------------------------------------------------------------------- smooth (relaxed) lifting
+def test_smooth_lifting_counts_and_within_bin_profile():
+    """Walkers i.i.d. from exp(z) on sub-cells: 24-bin counts are Mult(n_f, softmax(smooth_bin_state(z)))
+    (p_cf holds exactly) and inside each bin the walkers follow the field, not a uniform split."""
+    s = wk.smooth_subcells(24, PAPER.step)
+    assert 2.0 / (24 * s) <= PAPER.step / 4 < 2.0 / (24 * (s - 1))  # the coarsest sub-cells of width <= step/4
+    s = 4 * math.ceil(s / 4)  # so that the sub-cells also tile the 96 observation bins
+    z = 1.5 * np.sin(np.pi * wk.bin_centres(24 * s)) + 7.0  # a steep field, gauge-shifted
+    X = wk.smooth_bin_state(z, 24)
+    assert abs(X.mean()) < 1e-12
+    mass = np.exp(z - z.max()).reshape(24, s).sum(1)
+    np.testing.assert_allclose(wk.softmax(X), mass / mass.sum(), rtol=1e-12)
+    rng = make_rng(41)
+    c24, c96 = np.zeros(24), np.zeros(96)
+    for _ in range(40):
+        x = wk.sample_smooth_state(z, PAPER.walkers, rng)
+        assert x.shape == (PAPER.walkers,) and x.min() >= -1.0 and x.max() < 1.0
+        c24 += wk.bin_counts(x, 24)
+        c96 += wk.bin_counts(x, 96)
+    assert chi2_pvalue(c24, wk.softmax(X)) > 1e-3
+    assert chi2_pvalue(c96, wk.softmax(wk.smooth_bin_state(z, 96))) > 1e-3
+    # power: the uniform lifting's 96-bin profile (each bin split in 4 equal parts) is rejected
+    assert chi2_pvalue(c96, np.repeat(wk.softmax(X) / 4, 4)) < 1e-6
+
+
+
+def test_burgers_mean_field_binned_against_the_exact_inviscid_solution():
+    """Finite volumes for the continuum mean field: mass conserved; after t* the inviscid solution
+    has the exact shock states and Rankine-Hugoniot position of REFERENCE §6; viscosity lowers the
+    binned drop (a shock as wide as a bin); before t* the steepest slope obeys the Riccati law
+    1/|rho_y|max = (t* - t)/(t* rho_bar A pi), so the gradient blows up at t*."""
+    c, A, rb = 0.5, 0.5, 0.5
+    t = np.array([0.0, 0.5, 1.0, 12.0])
+    cells = wk.burgers_mean_field_binned(t, rb, A, c, 2400, cells=2400)  # one cell per "bin": the cell averages
+    np.testing.assert_allclose(cells.sum(1), 2 * rb, rtol=1e-12)
+    rho = cells[-1] / (2.0 / 2400)
+    rl, rr = wk.burgers_shock_states(12.0, rb, A, c)
+    assert abs(rho.max() - rl) < 0.005 and abs(rho.min() - rr) < 0.005, (rho.max(), rho.min(), rl, rr)
+    edge = -1.0 + (np.argmax(rho - np.roll(rho, -1)) + 1) * (2.0 / 2400)
+    pos = wk.burgers_shock_position(12.0, rb, c)
+    assert abs((edge - pos + 1) % 2 - 1) < 0.01, (edge, pos)
+    tstar = wk.burgers_shock_time(rb, A, c)
+    slope = np.abs(np.diff(cells[:3], axis=1)).max(1) / (2.0 / 2400) ** 2  # max |rho_y| at t = 0, 0.2 t*, 0.4 t* (first-order upwind blunts it by 3 % at 0.8 t*)
+    np.testing.assert_allclose(1.0 / slope, (tstar - t[:3]) / (tstar * rb * A * np.pi), rtol=0.01)
+    D = PAPER.step**2 / (2 * PAPER.dt)
+    binned = {d: wk.burgers_mean_field_binned([6.0], rb, A, c, 24, viscosity=d)[0] for d in (0.0, D)}
+    drop = {d: (b - np.roll(b, -1)).max() for d, b in binned.items()}
+    assert drop[D] < 0.8 * drop[0.0]
+    with pytest.raises(ValueError, match="multiple"):
+        wk.burgers_mean_field_binned([1.0], rb, A, c, 24, cells=1000)

@@ -13,6 +13,11 @@ of a user's dataset): the ensemble mean and spread, ``abs_error`` (max over
 bins of |predicted mean − fine-grained mean|) and ``coverage``, the fraction of
 single fine-grained values inside the 95% interval, by observable, initial
 condition and step. One part (a cluster task) per initial condition.
+If the fine-grained runs start from independent fine states (``fine.test_shared_start:
+false``), predictive sample s starts from run s mod R: the same mixture of starts.
+For the Burgers sine start the shock detectors (:mod:`.shock`) are applied to the
+predictive mean, the fine-grained mean and the continuum mean fields
+(:func:`mean_field_shock_checks`), with t* and the Rankine–Hugoniot speed in steps.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from ...engine import BlockKey, block_stream
 from .data import load_count_data
 from .features import centred_log_counts
 from .predict import posterior_predictive
-from .shock import formation_step, shock_speed, shock_track, viscous_bin_drop
+from .shock import formation_step, peak_step, shock_speed, shock_track, viscous_bin_drop
 
 __all__ = ["PosteriorPredictive"]
 
@@ -46,6 +51,33 @@ def shock_threshold(attrs, bins: int, fraction: float = 0.5) -> float | None:
     viscosity = float(attrs["step"]) ** 2 / (2.0 * float(attrs["fine_dt"]))
     jump = 2.0 * 0.5 * float(attrs["sine_amplitude"])
     return fraction * width * viscous_bin_drop(jump, width, float(attrs["density_scale"]), viscosity)
+
+
+def mean_field_shock_checks(attrs, bins: int, T: int, coarse_dt: float) -> dict:
+    """The shock detectors applied to the continuum mean fields at the same steps (the calibration of the rules).
+
+    For the sine start ρ = ρ̄(1 + A sin πy), ρ̄ = 1/2: the inviscid mean field ρ_t + (cρ²/2)_y = 0
+    (gradient blow-up at t*) and the viscous one with the walkers' D = δy²/(2δt) (REFERENCE-003 §1c, §6),
+    binned like the data (:func:`cgflow.micro.walkers.burgers_mean_field_binned`), at steps 0..T-1 of
+    ``coarse_dt``. Reported in steps: ``formation`` (80 % of the horizon's largest drop), ``formation_viscous``
+    (the absolute threshold, from step 1), ``peak`` (largest drop, from step 1); ``coarse_cfl`` is the largest
+    characteristic displacement per coarse step in bins, c ρ̄ (1 + A) Δt / w (a law with first neighbours can
+    follow a front only if it is <= 1).
+    """
+    from ...micro import walkers as wk
+
+    c, amplitude = float(attrs["density_scale"]), float(attrs["sine_amplitude"])
+    viscosity = float(attrs["step"]) ** 2 / (2.0 * float(attrs["fine_dt"]))
+    times = np.arange(T) * coarse_dt
+    threshold = shock_threshold(attrs, bins)
+    out = {"coarse_cfl": c * 0.5 * (1.0 + amplitude) * coarse_dt / (2.0 / bins)}
+    for label, D, cells in (("inviscid", 0.0, 50 * bins), ("viscous", viscosity, 25 * bins)):
+        mass = wk.burgers_mean_field_binned(times, 0.5, amplitude, c, bins, viscosity=D, cells=cells)
+        height = shock_track(mass)[1]
+        out[f"mean_field_{label}_formation"] = formation_step(height)
+        out[f"mean_field_{label}_formation_viscous"] = formation_step(height, threshold=threshold, start=1)
+        out[f"mean_field_{label}_peak"] = peak_step(height, start=1)
+    return out
 
 
 def _pair(counts: np.ndarray, n_f: int) -> np.ndarray:
@@ -107,7 +139,11 @@ class PosteriorPredictive:
         else:
             kwargs.update(v_shape=infer["v_gamma"].values, v_rate=infer["v_zeta"].values)
         rng = block_stream(self.seed, BlockKey(self.name, ic, 0))
-        start = centred_log_counts(coarse[0, 0])  # every replica starts from the same fine state
+        shared = self.data is not None or bool(tree["reference"].attrs.get("shared_start", 1))
+        if shared:
+            start = centred_log_counts(coarse[0, 0])  # every replica starts from the same fine state
+        else:  # the replicas start from independent x0 ~ p_cf(.|X̄0): the predictive is the mixture over their starts
+            start = centred_log_counts(coarse[np.arange(self.samples) % R, 0])
         pred = posterior_predictive(start, T - 1, n_f, self.neighbours, rng, n_samples=self.samples, fine=fine, pairs=True, **kwargs)
 
         truth = {"density": coarse / n_f, "fine_density": runs / n_f, "pair": _pair(coarse, n_f)}
@@ -122,7 +158,7 @@ class PosteriorPredictive:
             position, height = shock_track(density)
             formed = formation_step(height)
             viscous = formation_step(height, threshold=threshold, start=1) if threshold is not None else -1
-            out[f"shock_{source}"] = {"position": position, "height": height, "formation": formed,
+            out[f"shock_{source}"] = {"position": position, "height": height, "formation": formed, "peak": peak_step(height, start=1),
                                       "speed": shock_speed(position, formed), "formation_viscous": viscous,
                                       "speed_viscous": shock_speed(position, viscous) if viscous >= 0 else float("nan")}
         for obs in OBSERVABLES:
@@ -154,10 +190,11 @@ class PosteriorPredictive:
         ds.coords["source"] = np.array(sources, dtype=object)
         for key in ("position", "height"):
             ds[f"shock_{key}"] = (("source", "ic", "step"), np.stack([[results[i][f"shock_{s}"][key] for i in ics] for s in sources]))
-        for key in ("formation", "speed", "formation_viscous", "speed_viscous"):
+        for key in ("formation", "peak", "speed", "formation_viscous", "speed_viscous"):
             ds[f"shock_{key}"] = (("source", "ic"), np.array([[results[i][f"shock_{s}"][key] for i in ics] for s in sources]))
         ds["shock_position"].attrs["description"] = "right edge of the bin pair with the largest drop rho_j - rho_j+1 (a rightward Burgers shock)"
         ds["shock_formation"].attrs["description"] = "first step whose largest drop reaches 80% of its maximum over the horizon"
+        ds["shock_peak"].attrs["description"] = "step (>= 1) of the largest drop over the horizon (a viscous shock's binned drop peaks after it has formed)"
         ds["shock_speed"].attrs["description"] = "least-squares slope of the unwrapped shock position after formation (per coarse step)"
         ds["shock_formation_viscous"].attrs["description"] = ("first step whose largest drop reaches shock_threshold "
                                                               "(half the binned drop of a formed viscous shock carrying the initial contrast), "
@@ -168,8 +205,12 @@ class PosteriorPredictive:
             from ...micro import walkers as wk
 
             c, amplitude = float(ref_attrs["density_scale"]), float(ref_attrs["sine_amplitude"])
-            ds.attrs.update(shock_time_mean_field=wk.burgers_shock_time(0.5, amplitude, c), shock_speed_rankine_hugoniot=c * 0.5,
+            coarse_dt = float(ref_attrs["fine_steps_per_coarse_step"]) * float(ref_attrs["fine_dt"])  # 1 at the paper's 400 x 2.5e-3
+            t_star = wk.burgers_shock_time(0.5, amplitude, c)
+            ds.attrs.update(shock_time_mean_field=t_star, shock_speed_rankine_hugoniot=c * 0.5, coarse_dt=coarse_dt,
+                            shock_time_mean_field_steps=t_star / coarse_dt, shock_speed_rankine_hugoniot_per_step=c * 0.5 * coarse_dt,
                             shock_threshold=shock_threshold(ref_attrs, self.bins),
+                            **mean_field_shock_checks(ref_attrs, self.bins, T, coarse_dt),
                             shock_note="inviscid mean field of rho_t + (c rho^2 / 2)_y = 0, rho normalised to mean 1/2 "
                             "(REFERENCE-003 §6); the walkers' mean field has viscosity step^2 / (2 dt)")
         ds["coverage"].attrs["description"] = "fraction of single fine-grained values (every replica and bin) inside the 95% predictive interval"
@@ -180,7 +221,8 @@ class PosteriorPredictive:
             ds[f"{obs}_hi"].attrs["description"] = "97.5th percentile of the posterior predictive"
             ds[f"{obs}_truth_mean"].attrs["description"] = f"mean over the {R} fine-grained runs"
         ds.attrs.update(samples=self.samples, noise=self.noise, walkers=n_f, replicas=R,
-                        start="MAP-like state centred log(m + 1/2) of the fine state's counts (training gauge)")
+                        start="MAP-like state centred log(m + 1/2) of the fine state's counts (training gauge); "
+                        "with independent starts of the fine-grained runs, sample s starts from run s mod replicas")
         return ds
 
     def compute(self, tree: xr.DataTree) -> xr.Dataset:

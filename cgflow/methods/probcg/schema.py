@@ -49,6 +49,8 @@ SCHEMA: dict[str, Any] = {
         "observe_bins": Field("int", required=False, default=96, minimum=1, doc="finer observation resolution (a multiple of coarse.bins)"),
         "test_initial": Field("str", required=False, default="prior", choices=("prior", "sine"), doc="held-out initial states: prior draws, or log(1 + A sin(pi y)) (shock formation)"),
         "test_amplitude": Field("float", required=False, default=0.5, minimum=0, maximum=0.99, doc="A of the sine initial state"),
+        "lifting": Field("str", required=False, default="uniform", choices=("uniform", "smooth"), doc="how a coarse state is lifted to walkers: uniform inside the bin (REFERENCE-003 §1), or i.i.d. from the continuous prior field exp X0(y) on sub-cells of width <= step/4 (no density jumps at bin edges; training and held-out states alike)"),
+        "test_shared_start": Field("bool", required=False, default=True, doc="all fine-grained runs of a held-out state start from one fine state x0; false: each run from its own x0 ~ p_cf(.|X0) (the predictive then mixes the same starts)"),
     },
     "infer": {
         "data": Field("str", required=False, doc="bring your own bin counts (netCDF or Zarr; see the README); then the fine stage is skipped"),
