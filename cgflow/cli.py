@@ -219,11 +219,19 @@ def _dry_run(spec, stages, store_path, restart) -> None:
     click.echo(f"store: {store_path} ({state})")
     import numpy as np
 
+    from .engine.iterate import IterativeStage
     from .engine.types import SweepStage, hook
 
     for stage in stages:
         if not isinstance(stage, SweepStage):
-            click.echo(f"stage {stage.name}: computed on the client from the store (seconds)")
+            parts = getattr(stage, "parts", None)  # PartitionedReduce
+            if isinstance(stage, IterativeStage):
+                where = "iterated to its stopping rule, one task per block and iteration on the cluster"
+            elif parts is not None:
+                where = f"{len(parts())} parts, one task each on the cluster"
+            else:
+                where = "on the client"
+            click.echo(f"stage {stage.name}: reduced from the store ({where}); no cost estimate")
             continue
         sw = stage.sweep
         click.echo(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +52,18 @@ def test_conflicting_cluster_options(tiny_spec):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "mutually exclusive" in proc.stderr
+
+
+def test_dry_run_describes_every_stage_and_writes_nothing(tmp_path):
+    """Sweeps get a measured cost; reduce and iterative stages say where they run and claim no duration."""
+    store = tmp_path / "dry.zarr"
+    spec = Path(__file__).resolve().parents[1] / "workflows" / "probcg-synthetic-quick.yaml"
+    proc = subprocess.run(cgflow_cmd("run", str(spec), "--store", str(store), "--dry-run"),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "stage fine: 1 points x 4 blocks = 4 tasks" in out and "measured here (one real block)" in out
+    assert "stage infer: reduced from the store (iterated to its stopping rule" in out
+    assert "stage predict: reduced from the store (2 parts, one task each on the cluster); no cost estimate" in out
+    assert "(seconds)" not in out
+    assert not store.exists()
