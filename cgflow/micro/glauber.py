@@ -215,7 +215,7 @@ class GlauberParams:
         return np.stack([m, rho], axis=-1)
 
     def evolve_tiles(self, snapshots, tile_size: int, tiles, n_events: int, boundary: str, rng,
-                     duration: float | None = None, return_tiles: bool = False):
+                     duration: float | None = None, return_tiles: bool = False, record_times=None):
         """Evolve tile ``tiles[b]`` of snapshot b for ``n_events`` flips (snapshots unchanged).
 
         Returns
@@ -234,6 +234,10 @@ class GlauberParams:
 
         tiles_after : ndarray of int8 (B, tile_size, tile_size)
             Only with ``return_tiles``: the evolved tiles (for learned closures).
+        increment_at, after_at : ndarray (B, n, d)
+            Only with ``record_times`` (n times, increasing, in (0, duration)): the
+            increment and the tile observables at each of those times of the *same*
+            run (the run is split there; exact in law, waiting times being memoryless).
 
         With ``duration`` set, every run lasts exactly that time (``n_events`` is
         ignored, dt = duration); otherwise exactly ``n_events`` flips (the authors').
@@ -254,10 +258,24 @@ class GlauberParams:
         before, after, incr = np.zeros((B, d)), np.zeros((B, d)), np.zeros((B, d))
         dt = np.zeros(B)
         rec = _duration_array(duration)
+        n_at = 0
+        if record_times is not None:
+            if duration is None:
+                raise ValueError("record_times needs a fixed duration")
+            extra = np.asarray(record_times, dtype=float).ravel()
+            if extra.size == 0 or not np.all(np.isfinite(extra)) or np.any(np.diff(extra) <= 0) \
+                    or extra[0] <= 0 or extra[-1] >= rec[0]:
+                raise ValueError(f"record_times must increase within (0, duration = {rec[0]:g}), got {record_times!r}")
+            rec = np.concatenate([extra, rec])
+            n_at = extra.size
         out = np.zeros((B if return_tiles else 0, ls, ls), np.int8)
+        incr_at = np.zeros((B, n_at + 1 if n_at else 0, d))
+        after_at = np.zeros_like(incr_at)
+        sums = snaps.reshape(B, -1).sum(axis=1, dtype=np.int64)
         _partial_batch(snaps, tiles, ls, self.model == "ising2d", periodic, self.beta, self.field, n_events, rec,
-                       rng, before, after, incr, dt, out)
-        return (before, after, incr, dt, out) if return_tiles else (before, after, incr, dt)
+                       rng, before, after, incr, dt, out, incr_at, after_at, sums)
+        res = (before, after, incr, dt) + ((out,) if return_tiles else ())
+        return res + ((incr_at[:, :n_at], after_at[:, :n_at]) if n_at else ())
 
     def evolve_full(self, snapshots, n_events: int, rng):
         """Whole-lattice runs of ``n_events`` flips from each snapshot: (z0 (B, d), z1 (B, d), dt (B,))."""
@@ -863,22 +881,30 @@ def _tile_obs(lat, L, r0, c0, ls, is_ising, wrap, out):
 
 @numba.njit(cache=True)
 def _partial_batch(snaps, tiles, ls, is_ising, periodic, beta, field, n_events, rec, rng,
-                   before, after, incr, dt, tiles_out):
+                   before, after, incr, dt, tiles_out, incr_at, after_at, spin_sums):
     """Partial evolution of one tile per snapshot (REFERENCE §2), on a scratch copy.
 
     before/after: tile observables of the chosen tile (m; rho_dw with torus bonds if
     ``periodic`` else owned bonds). incr: K x the change of the whole-lattice observable
     (= change over everything the tile touches), see cgflow.methods.partial.evolution.
     tiles_out: (B, ls, ls) receives the evolved tiles, or shape (0, ls, ls) to skip.
+    rec: empty (run ``n_events`` flips) or increasing times t_1 < ... < t_n (the run
+    lasts t_n); incr_at/after_at (B, n, d) then receive incr and after at every t_j of
+    the *same* run (one kernel call per segment: exact in law, the pending event is
+    memoryless), else they have shape (B, 0, d). spin_sums: (B,) total spin of each
+    snapshot (Curie–Weiss frozen field; ignored for Ising).
     """
     B = snaps.shape[0]
     L = snaps.shape[1]
     N = L * L
     nt = L // ls
     n = ls * ls
-    empty = rec  # empty: run n_events flips; [duration]: run for that time
-    rS = np.empty(rec.shape[0], np.int64)
-    rB = np.empty(rec.shape[0], np.int64)
+    n_rec = rec.shape[0]
+    n_seg = n_rec if n_rec > 0 else 1
+    seg = np.empty(1)
+    no_rec = np.empty(0)
+    rS = np.empty(1, np.int64)
+    rB = np.empty(1, np.int64)
     scratch = np.empty(N, np.int8)
     for b in range(B):
         src = snaps[b].reshape(N)
@@ -886,24 +912,36 @@ def _partial_batch(snaps, tiles, ls, is_ising, periodic, beta, field, n_events, 
         r0 = (tiles[b] // nt) * ls
         c0 = (tiles[b] % nt) * ls
         _tile_obs(scratch, L, r0, c0, ls, is_ising, periodic, before[b])
-        if is_ising:
-            flips, t, dS, dB = _ising_window(scratch, r0, c0, ls, ls, periodic, beta, field, n_events,
-                                             empty, rS, rB, rng)
-            incr[b, 1] = -dB / (4.0 * n)
-        else:
-            if periodic:
-                S_out = 0
-                n_eff = float(n)
+        S_tot = 0
+        B_tot = 0
+        t_tot = 0.0
+        # Curie–Weiss frozen: the spin sum outside the tile (fixed during the run)
+        S_out = 0 if periodic or is_ising else spin_sums[b] - _window_sum(scratch, L, r0, c0, ls, ls)
+        for j in range(n_seg):
+            if n_rec > 0:
+                seg[0] = rec[j] - (rec[j - 1] if j > 0 else 0.0)
+                r = seg
             else:
-                S_out = 0
-                for i in range(N):
-                    S_out += scratch[i]
-                S_out -= _window_sum(scratch, L, r0, c0, ls, ls)
-                n_eff = float(N)
-            flips, t, dS = _cw_window(scratch, r0, c0, ls, ls, S_out, n_eff, beta, field, n_events,
-                                      empty, rS, rng)
-        incr[b, 0] = dS / n
-        dt[b] = t
+                r = no_rec
+            if is_ising:
+                flips, t, dS, dB = _ising_window(scratch, r0, c0, ls, ls, periodic, beta, field, n_events,
+                                                 r, rS, rB, rng)
+                B_tot += dB
+            else:
+                n_eff = float(n) if periodic else float(N)
+                flips, t, dS = _cw_window(scratch, r0, c0, ls, ls, S_out, n_eff, beta, field, n_events,
+                                          r, rS, rng)
+            S_tot += dS
+            t_tot += t
+            if incr_at.shape[1] > 0:
+                incr_at[b, j, 0] = S_tot / n
+                if is_ising:
+                    incr_at[b, j, 1] = -B_tot / (4.0 * n)
+                _tile_obs(scratch, L, r0, c0, ls, is_ising, periodic, after_at[b, j])
+        incr[b, 0] = S_tot / n
+        if is_ising:
+            incr[b, 1] = -B_tot / (4.0 * n)
+        dt[b] = rec[n_rec - 1] if n_rec > 0 else t_tot
         _tile_obs(scratch, L, r0, c0, ls, is_ising, periodic, after[b])
         if tiles_out.shape[0] > 0:
             for i in range(ls):
@@ -1160,7 +1198,8 @@ def warmup() -> None:
             for rec in (np.empty(0), np.array([0.5])):
                 for out in (np.zeros((0, 2, 2), np.int8), np.zeros((2, 2, 2), np.int8)):
                     _partial_batch(s, np.zeros(2, np.int64), 2, ising, per, 0.4, 0.1, 3, rec, rng, z, z.copy(),
-                                   z.copy(), np.zeros(2), out)
+                                   z.copy(), np.zeros(2), out, np.zeros((2, 0, d)), np.zeros((2, 0, d)),
+                                   s.reshape(2, -1).sum(axis=1, dtype=np.int64))
                 _relax_batch(s.copy(), 2, 2, ising, per, 0.4, 0.1, 3, rec, rng)
         _full_batch(s, model == "ising2d", 0.4, 0.1, 3, rng, np.zeros(2, np.int64), np.zeros(2, np.int64),
                     np.zeros(2))

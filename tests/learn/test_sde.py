@@ -162,7 +162,10 @@ def test_fit_is_bitwise_reproducible_for_a_seed():
     assert any(sa[k].tobytes() != sc[k].tobytes() for k in sa if k != "format")
     # training moved the parameters away from their initialisation
     s0 = SDEModel((16, 16), loss_scaling=4.0, epochs=0, random_state=(11, 2, 3, 4)).fit(z0, z1, dt).state_dict()
-    assert all(s0[k].tobytes() != sa[k].tobytes() for k in sa if k != "format")
+    assert all(s0[k].tobytes() != sa[k].tobytes() for k in sa if k not in ("format", "shift", "scale"))
+    # the standardisation is the data's, not the optimiser's
+    np.testing.assert_array_equal(sa["shift"], z0.mean(axis=0))
+    np.testing.assert_array_equal(sa["scale"], z0.std(axis=0))
 
 
 def test_fit_leaves_global_precision_alone_and_returns_numpy_float64():
@@ -316,3 +319,31 @@ def test_configure_single_thread_edits_the_given_environment_idempotently():
     assert flags[0] == "--xla_dump_to=/tmp/x"
     assert flags.count("--xla_cpu_multi_thread_eigen=false") == 1
     assert flags.count("intra_op_parallelism_threads=1") == 1
+
+
+def test_standardised_fit_is_equivariant_under_affine_changes_of_the_state():
+    """standardize=True: the networks see (z - mean) / sd, b = sd * b', sigma = diag(sd) sigma'. Fitting z' = a z + c
+    (eps scaled by a**2) then trains the same networks, so b'(a z + c) = a b(z) and sigma' = a sigma, up to rounding;
+    without standardisation the fits differ (the test can fail)."""
+    z0, z1, dt = pairs(2000, 2, 21)
+    a, c = np.array([0.05, 3.0]), np.array([0.4, -1.0])
+
+    def fit(u0, u1, eps, standardize=True):
+        return SDEModel((16, 16), loss_scaling=4.0, epsilon=eps, epochs=3, batch_size=500, random_state=3,
+                        standardize=standardize).fit(u0, u1, dt)
+
+    # a uniform scale s (eps scaled by s**2 with it): the same optimisation step by step
+    s = 0.05
+    m1 = fit(z0, z1, 1e-4)
+    m2 = fit(s * z0 + c, s * z1 + c, 1e-4 * s**2)
+    z = np.random.default_rng(3).normal(size=(40, 2))
+    np.testing.assert_allclose(m2.drift(s * z + c), s * m1.drift(z), rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(m2.sigma_matrix(s * z + c), s * m1.sigma_matrix(z), rtol=1e-6, atol=1e-12)
+    assert m2.loss_curve_ == pytest.approx(list(np.array(m1.loss_curve_) + 2 * 2 * np.log(s)), rel=1e-8)
+    # per-variable scales a: the networks' inputs are the same standardised data, so b'_d(a z + c) / a_d is b_d(z)
+    # up to the eps term (eps I is not rescaled per variable): close, not exact
+    m3 = fit(a * z0 + c, a * z1 + c, 1e-10)
+    m4 = fit(z0, z1, 1e-10)
+    np.testing.assert_allclose(m3.drift(a * z + c) / a, m4.drift(z), rtol=1e-4, atol=1e-8)
+    plain = fit(s * z0 + c, s * z1 + c, 1e-4 * s**2, standardize=False)
+    assert np.max(np.abs(plain.drift(s * z + c) - s * m1.drift(z))) > 1e-3 * np.max(np.abs(s * m1.drift(z)))

@@ -24,7 +24,7 @@ name: cw-test
 method: partial
 seed: 7
 micro: {model: curie_weiss, temperature: 1.1, field: 0.1, size: 16}
-partial: {small_size: [4, 8], pairs: 2048, block: 512, pair_duration: 0.1}
+partial: {small_size: [4, 8], pairs: 2048, block: 512, pair_duration: 0.4}
 upsampling: {window: 8, stride: 4, window_time: 0.1}
 sde: {epochs: 30, hidden: [32, 32]}
 truth: {runs: 20, block: 10, t_end: 10.0, save_every: 0.5}
@@ -46,20 +46,27 @@ def test_layout(store):
     pairs = tree["pairs"]
     assert pairs["z0"].dims == ("small_size", "replica", "obs") and pairs["z0"].shape == (2, 2048, 1)
     assert list(pairs["small_size"].values) == [4, 8] and list(pairs["n_tiles"].values) == [16, 4]
-    assert np.all(pairs["dt"].values == 0.1)
+    assert np.all(pairs["dt"].values == 0.4)
     # half of the pairs start from random configurations, half from upsampled small-system snapshots
     assert pairs["source"].values.mean() == pytest.approx(0.5)
     # z0 is the whole lattice's m (a multiple of 2/N); the method's increment is K x a tile change
     N = 256
     z0 = pairs["z0"].values[..., 0]
     assert np.allclose(np.round(z0 * N / 2) * 2 / N, z0)
+    # the method's increment averages the K tiles' changes (each a multiple of 2/N_s); the baseline's is one tile's
     inc = (pairs["z1"] - pairs["z0"]).values[..., 0]
     small = (pairs["z1_small"] - pairs["z0_small"]).values[..., 0]
-    assert np.allclose(inc, small)  # CW frozen: K * (tile change / K) = the tile's own change of m
+    for j, (ls, K) in enumerate([(4, 16), (8, 4)]):
+        assert np.allclose(np.round(small[j] * ls * ls / 2), small[j] * ls * ls / 2)
+        assert np.allclose(np.round(inc[j] * K * ls * ls / 2), inc[j] * K * ls * ls / 2)
+        assert not np.allclose(inc[j], small[j])
     sde = tree["sde"]
     assert sde["drift"].dims == ("variant", "small_size", "m")
     assert list(sde["variant"].values) == ["method", "baseline"]
-    assert sde["loss_scaling"].sel(variant="method").values.tolist() == [16.0, 4.0]
+    # every tile evolved alone and averaged (partial.tiles_per_pair default: all): lambda = K / r = 1
+    assert list(pairs["tiles_per_pair"].values) == [16, 4]
+    assert sde["loss_scaling"].sel(variant="method").values.tolist() == [1.0, 1.0]
+    assert sde.attrs["drift_estimator"] == "richardson" and sde.attrs["noise_factor"] == 5.0
     assert sde["loss_scaling"].sel(variant="baseline").values.tolist() == [1.0, 1.0]
     truth = tree["truth"]
     assert truth["z"].shape == (5, 20, 21, 1)
@@ -72,8 +79,8 @@ def test_learned_diffusion_is_the_large_systems(store):
     """REFERENCE §9: lambda = K recovers (2/N)(1 - m tanh), lambda = 1 is K times larger.
 
     2048 pairs: a variance from n pairs has relative error sqrt(2/n) = 3%; the
-    fixed-duration tile runs (dt = 0.1) shrink it by ~(1 - e^{-dt})/dt = 0.95
-    (the tile relaxes at rate ~1); the MLP adds a few %. Tolerance 15%.
+    Richardson targets (dt = 0.4, sde.drift_estimator default) read it ~7% low
+    (exact chain, tests/methods/test_partial_numerics.py); the MLP adds a few %. Tolerance 15%.
     """
     ev = open_run(store)["evaluation"]
     ratio = ev["sigma2_ratio"]
@@ -114,8 +121,12 @@ def test_dt_halving_self_check_is_stored(store):
     ev = open_run(store)["evaluation"]
     r, se = ev["dt_halving_ratio"].values, ev["dt_halving_ratio_stderr"].values
     assert np.all(se > 0) and np.all(np.isfinite(r))
-    # expected (1 + e^{-dt/2})/2 = 0.975 at dt = 0.1, within 4 standard errors
-    assert np.all(np.abs(r - 0.5 * (1 + np.exp(-0.05))) < 4 * se + 1e-12), (r, se)
+    # expected (1 + e^{-dt/2})/2 = 0.909 at dt = 0.4, within 4 standard errors
+    assert np.all(np.abs(r - 0.5 * (1 + np.exp(-0.2))) < 4 * se + 1e-12), (r, se)
+    # the Richardson drift the sde stage fits (default) leaves ~ -dt**2/12 = -1.3%: zero within its error
+    rb, rse = ev["richardson_bias_estimate"].values, ev["richardson_bias_estimate_stderr"].values
+    assert np.all(np.abs(rb) < 4 * rse) and ev.attrs["drift_estimator"] == "richardson"
+    assert "richardson_bias_estimate" in ev.attrs["pair_duration_check"]
 
 
 def test_sweep_stages_meet_the_contract():
@@ -217,10 +228,11 @@ def test_ising_learned_variance_is_the_large_systems(ising_store):
     baseline = float(ev["n_sigma2_m_at_stationary"].sel(variant="baseline", small_size=8))
     assert abs(method / 0.642 - 1) < 0.3, method
     assert 2.5 < baseline / 0.642 < 6, baseline
-    # so the method's stationary m is the large system's (within 4 combined standard errors); the baseline's
-    # K-fold noise pushes its stationary m down by many standard errors
+    # and the method's stationary m is the large system's (within 4 combined standard errors). (The baseline's
+    # K-fold noise barely moves its stationary mean once the networks see standardised inputs: its fault is the
+    # spread, checked above, not the mean.)
     z = ev["stationary_z_score"].sel(obs="m", small_size=8)
-    assert abs(float(z.sel(variant="method"))) < 4 < abs(float(z.sel(variant="baseline"))), z.values
+    assert abs(float(z.sel(variant="method"))) < 4, z.values
 
 
 def test_ising_pair_duration_self_check_flags_the_fast_variable(ising_run):
@@ -230,8 +242,14 @@ def test_ising_pair_duration_self_check_flags_the_fast_variable(ising_run):
     bias, ratio, se = (ev[k].sel(small_size=8) for k in ("drift_bias_estimate", "dt_halving_ratio", "dt_halving_ratio_stderr"))
     assert float(ratio.sel(obs="rho_dw")) < 1 - 3 * float(se.sel(obs="rho_dw"))
     assert abs(float(bias.sel(obs="m"))) < 0.5
-    assert "rho_dw at L_s = 8" in ev.attrs["pair_duration_check"]
-    assert "PairDurationWarning" in proc.stderr
+    # an Euler fit would carry that bend (beyond the 10% tolerance); the Richardson targets the sde stage fits
+    # by default leave O(dt**2), and the check (which speaks about the estimator in use) reports on those
+    assert float(bias.sel(obs="rho_dw")) < -0.1
+    rb = ev["richardson_bias_estimate"].sel(small_size=8, obs="rho_dw")
+    rse = ev["richardson_bias_estimate_stderr"].sel(small_size=8, obs="rho_dw")
+    assert abs(float(rb)) < max(0.1, 4 * float(rse)), (float(rb), float(rse))
+    assert ev.attrs["pair_duration_check"].startswith("ok: no richardson_bias_estimate")
+    assert "PairDurationWarning" not in proc.stderr
 
 
 LATENT = ISING.replace("name: ising-test", "name: ising-latent-test").replace(
@@ -285,3 +303,24 @@ def test_bad_closure_specs_exit_2_naming_the_key(tmp_path, change, key):
     store, proc = run(LATENT.replace(old, new), tmp_path, check=False)
     assert proc.returncode == 2 and key in proc.stderr, proc.stderr
     assert not store.exists()
+
+
+def test_tiles_per_pair_keeps_the_mean_and_divides_the_variance_by_r():
+    """partial.tiles_per_pair: r tiles of one snapshot, each evolved alone, averaged. Curie–Weiss L = 16, L_s = 4
+    (K = 16), random configurations: the mean increment per unit a(m) dt is the same for r = 1 and r = K (within 4
+    standard errors), the residual variance is K times smaller (the reason for lambda = K / r)."""
+    common = dict(model="curie_weiss", temperature=1.1, field=0.1, size=16, seed=5, small_sizes=(4,), pairs=4096,
+                  block=4096, pair_duration=0.2, random_fraction=1.0)
+    out = {tp: PairSweep(**common, tiles_per_pair=tp).compute_block(0, 0).arrays for tp in ("1", "all")}
+    stats = {}
+    for tp, a in out.items():
+        z0, inc = a["z0"][:, 0], (a["z1"] - a["z0"])[:, 0]
+        w = glauber.cw_drift(z0, 1.1, 0.1) * 0.2
+        stats[tp] = (np.sum(w * inc) / np.sum(w * w), inc - w)  # regression slope on a(m) dt, residuals
+    (s1, r1), (sK, rK) = stats["1"], stats["all"]
+    se = np.sqrt(r1.var() / np.sum(glauber.cw_drift(out["1"]["z0"][:, 0], 1.1, 0.1) ** 2 * 0.04))
+    assert abs(s1 - sK) < 4 * se, (s1, sK, se)
+    assert 0.85 < sK < 1.0  # the Euler increment over dt = 0.2 is ~(1 - e^-dt)/dt = 0.91 of a dt
+    assert r1.var() / rK.var() == pytest.approx(16, rel=0.2)
+    # the baseline pair is one tile's own in both
+    np.testing.assert_allclose((out["all"]["z1_small"] - out["all"]["z0_small"]) * 16 % 2, 0, atol=1e-9)

@@ -61,9 +61,11 @@ class PatchModel(Protocol):
         """(B, K, d) observables of the K aligned tiles; their mean over K is phi(x)."""
 
     def evolve_tiles(self, snapshots, tile_size: int, tiles, n_events: int, boundary: str, rng,
-                     duration=None, return_tiles: bool = False):
+                     duration=None, return_tiles: bool = False, record_times=None):
         """Evolve one tile per snapshot: (before (B, d), after (B, d), increment (B, d), dt (B,)),
-        plus the evolved tiles (B, tile_size, tile_size) with ``return_tiles`` (learned closures)."""
+        plus the evolved tiles (B, tile_size, tile_size) with ``return_tiles`` (learned closures), plus
+        (increment_at, after_at) (B, n, d) at the n ``record_times`` of the same run (optional: only
+        passed when not None; the Richardson drift of the sde stage needs it)."""
 
     def evolve_full(self, snapshots, n_events: int, rng):
         """Whole-system runs: (z0 (B, d), z1 (B, d), dt (B,))."""
@@ -87,6 +89,8 @@ class PartialPairs(NamedTuple):
     z1_tile : (B, d)  phi(x_{t+dt, I}) (baseline target).
     n_tiles : int     K.
     tile_after : (B, L_s, L_s) or None   the evolved tiles (``return_tiles``), for learned closures.
+    increment_at : (B, n, d) or None     z1_hat - z0 at the ``record_times`` of the same run.
+    z_tile_at : (B, n, d) or None        phi(x_{t+s, I}) at the ``record_times`` s (baseline).
     """
 
     z0: np.ndarray
@@ -97,6 +101,8 @@ class PartialPairs(NamedTuple):
     z1_tile: np.ndarray
     n_tiles: int
     tile_after: np.ndarray | None = None
+    increment_at: np.ndarray | None = None
+    z_tile_at: np.ndarray | None = None
 
 
 def _check_model(model) -> None:
@@ -106,7 +112,7 @@ def _check_model(model) -> None:
 
 def partial_evolution_pairs(snapshots, tile_size: int, model: PatchModel, rng, boundary: str = "frozen",
                             n_events: int | None = None, duration: float | None = None,
-                            return_tiles: bool = False) -> PartialPairs:
+                            return_tiles: bool = False, record_times=None, tiles=None) -> PartialPairs:
     """Partial-evolution pairs from a batch of large snapshots (REFERENCE §2).
 
     Parameters
@@ -132,6 +138,13 @@ def partial_evolution_pairs(snapshots, tile_size: int, model: PatchModel, rng, b
         relations hold as dt -> 0.
     return_tiles : bool
         Also return the evolved tiles (``PartialPairs.tile_after``).
+    tiles : array of int (B,), optional
+        The tile to evolve in each snapshot (row-major index in [0, K)); default
+        uniform draws from ``rng``.
+    record_times : sequence of float, optional
+        Times in (0, duration) (needs ``duration``) at which the same run is also
+        observed (``PartialPairs.increment_at``, ``z_tile_at``): e.g. [duration/2]
+        for the Richardson drift of :mod:`cgflow.methods.partial.stages`.
 
     Returns
     -------
@@ -151,14 +164,21 @@ def partial_evolution_pairs(snapshots, tile_size: int, model: PatchModel, rng, b
     if n_events is None:
         n_events = int(tile_size) ** (snaps.ndim - 1)
     K = (L // tile_size) ** (snaps.ndim - 1)
-    tiles = rng.integers(0, K, size=snaps.shape[0])
+    if tiles is None:
+        tiles = rng.integers(0, K, size=snaps.shape[0])
+    else:
+        tiles = np.asarray(tiles, dtype=np.int64)
+        if tiles.shape != (snaps.shape[0],) or np.any(tiles < 0) or np.any(tiles >= K):
+            raise ValueError(f"tiles must hold one index in [0, {K}) per snapshot, got shape {tiles.shape}")
     z0_all = model.tile_observables(snaps, tile_size, boundary)  # validates boundary and snapshots
     z0 = z0_all.mean(axis=1)
-    out = model.evolve_tiles(snaps, tile_size, tiles, n_events, boundary, rng, duration=duration,
-                             **({"return_tiles": True} if return_tiles else {}))
+    extra = ({"return_tiles": True} if return_tiles else {}) | \
+        ({"record_times": record_times} if record_times is not None else {})
+    out = model.evolve_tiles(snaps, tile_size, tiles, n_events, boundary, rng, duration=duration, **extra)
     before, after, incr, dt = out[:4]
+    at = out[5 if return_tiles else 4:] if record_times is not None else (None, None)
     return PartialPairs(z0=z0, z1_hat=z0 + incr, dt=dt, tile=tiles, z0_tile=before, z1_tile=after, n_tiles=K,
-                        tile_after=out[4] if return_tiles else None)
+                        tile_after=out[4] if return_tiles else None, increment_at=at[0], z_tile_at=at[1])
 
 
 def full_pairs(snapshots, model: PatchModel, rng, n_events: int | None = None):

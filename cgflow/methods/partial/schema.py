@@ -40,6 +40,10 @@ SCHEMA: dict[str, Any] = {
                                    doc="snapshots saved per small-system run (the first is the random initial state)"),
         "snapshot_interval": Field("float", required=False, default=1.0, **_POS,
                                    doc="time between saved small-system snapshots"),
+        "tiles_per_pair": Field("strnum", required=False, default="auto",
+                                doc="tiles of a snapshot evolved (each alone, the rest frozen) and averaged per pair: all "
+                                    "(r = K), an integer r, or 1 (the authors'); the method's lambda is K/r; auto: all, "
+                                    "or 1 with closure.latent > 0 (the closure stage encodes one evolved tile)"),
         "random_fraction": Field("float", required=False, default=0.5, minimum=0, maximum=1,
                                  doc="share of the pairs started from random large configurations, m0 ~ U(-1, 1) (authors: 1/2)"),
     },
@@ -75,6 +79,9 @@ SCHEMA: dict[str, Any] = {
                              "variance of the training pairs, per fit) or a number >= 0 (keep it below that variance)"),
         "hidden": Field("floats", required=False, default=(64.0, 64.0, 64.0), doc="hidden layer sizes"),
         "grid": Field("int", required=False, default=101, minimum=3, doc="points of the m grid in [-1, 1] for drift/diffusion"),
+        "drift_estimator": Field("str", required=False, default="richardson", choices=("richardson", "euler"),
+                                 doc="richardson: fit 4 Delta(dt/2) - Delta(dt) of the same run (bias O(dt**2), 5x noise, "
+                                     "loss uses 5 lambda); euler: Delta(dt) as one Euler step (the authors'; bias O(dt))"),
     },
     "truth": {
         "initial": Field("floats", required=False, default=(0.0, 0.25, -0.25, 0.5, -0.5), minimum=-1, maximum=1,
@@ -140,8 +147,20 @@ def _check_closure(d: dict, problems: list) -> None:
         problems.append(("closure.snapshots", f"must not exceed partial.pairs = {part['pairs']}, got {clo['snapshots']}"))
 
 
+def _check_tiles_per_pair(d: dict, problems: list) -> None:
+    part, latent = d.get("partial", {}), (d.get("closure", {}).get("latent") or 0)
+    value = str(part.get("tiles_per_pair", "auto")).strip().lower()
+    value = value[:-2] if value.endswith(".0") else value
+    if value not in ("auto", "all") and not (value.isdigit() and int(value) >= 1):
+        problems.append(("partial.tiles_per_pair", f"must be auto, all or an integer >= 1, got {part['tiles_per_pair']!r}"))
+    elif latent and value not in ("auto", "1"):
+        problems.append(("partial.tiles_per_pair", f"must be 1 (or auto) with closure.latent = {latent} > 0: the closure "
+                                                   f"stage encodes one evolved tile per pair, got {value!r}"))
+
+
 def check(d: dict, problems: list) -> None:
     """Cross-key rules; append ``(dotted key, message)`` to ``problems``."""
+    _check_tiles_per_pair(d, problems)
     micro, part = d.get("micro", {}), d.get("partial", {})
     ups, loss, sde = d.get("upsampling", {}), d.get("loss", {}), d.get("sde", {})
     truth, roll = d.get("truth", {}), d.get("rollout", {})
