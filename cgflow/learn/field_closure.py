@@ -26,12 +26,12 @@ deterministic given ``random_state`` (:mod:`cgflow.learn._jax`).
 from __future__ import annotations
 
 import functools
-import math
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 
 from . import _jax
+from ._estimator import ParamsMixin, check_int, check_real
 
 __all__ = ["FieldClosureAutoencoder", "field_tiles"]
 
@@ -95,7 +95,7 @@ def _compiled():
     }
 
 
-class FieldClosureAutoencoder:
+class FieldClosureAutoencoder(ParamsMixin):
     """Patch-additive closure variables of 1-D multi-species fields, learned by a per-tile MLP autoencoder.
 
     Parameters
@@ -141,32 +141,9 @@ class FieldClosureAutoencoder:
         self.betas = betas
         self.random_state = random_state
 
-    def get_params(self, deep=True):
-        return {k: getattr(self, k) for k in self._PARAM_NAMES}
-
-    def set_params(self, **params):
-        for k, v in params.items():
-            if k not in self._PARAM_NAMES:
-                raise ValueError(f"invalid parameter {k!r} for FieldClosureAutoencoder; valid: {self._PARAM_NAMES}")
-            setattr(self, k, v)
-        return self
-
-    def __repr__(self):
-        return "FieldClosureAutoencoder(" + ", ".join(f"{k}={v!r}" for k, v in self.get_params().items()) + ")"
-
     # ------------------------------------------------------------------ validation
-    @staticmethod
-    def _int(v, name, lo):
-        if isinstance(v, bool) or not isinstance(v, Integral) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
-        return int(v)
-
-    @staticmethod
-    def _real(v, name, lo, strict=True):
-        ok = isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) and (v > lo if strict else v >= lo)
-        if not ok:
-            raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {lo}, got {v!r}")
-        return float(v)
+    _int = staticmethod(check_int)
+    _real = staticmethod(check_real)
 
     def _layers(self, name):
         try:

@@ -52,6 +52,7 @@ from numbers import Integral, Real
 import numpy as np
 
 from . import _jax
+from ._estimator import ParamsMixin
 
 __all__ = ["SDEModel", "SIGMA_KINDS", "sde_loss_numpy"]
 
@@ -249,7 +250,7 @@ def _compiled():
 
 
 # ----------------------------------------------------------------------------- the estimator
-class SDEModel:
+class SDEModel(ParamsMixin):
     """dz = b(z) dt + sigma(z) dW learned from (z0, z1_hat, dt) pairs with the loss of REFERENCE-002 §0.
 
     scikit-learn conventions: ``__init__`` stores parameters, ``fit`` returns
@@ -363,22 +364,6 @@ class SDEModel:
         "random_state",
         "standardize",
     )
-
-    def get_params(self, deep=True):
-        """Constructor parameters as a dict (scikit-learn convention)."""
-        return {k: getattr(self, k) for k in self._PARAM_NAMES}
-
-    def set_params(self, **params):
-        """Set constructor parameters; unknown names raise ValueError. Returns self."""
-        for k, v in params.items():
-            if k not in self._PARAM_NAMES:
-                raise ValueError(f"invalid parameter {k!r} for SDEModel; valid: {self._PARAM_NAMES}")
-            setattr(self, k, v)
-        return self
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"SDEModel({args})"
 
     def _validated(self):
         if self.sigma not in SIGMA_KINDS:

@@ -680,14 +680,19 @@ def _vac_rates(v, c, nn1, G, corr, rt, out):
             out[d] = 0.0
             continue
         dE = np.int64(G[v, X]) - np.int64(G[s, X]) + corr[X]
-        if table:
-            e = dE + off
-            r = hi[X, e >> 8] * lo[e & 255]
-        else:
-            r = math.exp(logA[X] - bhq * dE)
+        r = _rate(dE, X, table, off, hi, lo, logA, bhq)
         out[d] = r
         tot += r
     return tot
+
+
+@numba.njit(cache=True, inline="always")
+def _rate(dE, X, table, off, hi, lo, logA, bhq):
+    """Rate of species X jumping with energy change dE (quanta): table look-up, or exp below ~100 K."""
+    if table:
+        e = dE + off
+        return hi[X, e >> 8] * lo[e & 255]
+    return math.exp(logA[X] - bhq * dE)
 
 
 @numba.njit(cache=True)

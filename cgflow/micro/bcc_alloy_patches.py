@@ -166,11 +166,7 @@ def _window_rates(v, c, nb, vox, ins, W, n, D1, D2, corr, rt, G, stamp, ep, out)
                 continue
         _cached_field(c, nb, D1, D2, G, stamp, ep, s)
         dE = np.int64(G[v, X]) - np.int64(G[s, X]) + corr[X]
-        if table:
-            e = dE + off
-            r = hi[X, e >> 8] * lo[e & 255]
-        else:
-            r = math.exp(logA[X] - bhq * dE)
+        r = ba._rate(dE, X, table, off, hi, lo, logA, bhq)
         out[d] = r
         tot += r
     return tot
