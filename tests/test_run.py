@@ -114,7 +114,7 @@ def test_worker_killed_mid_run(dask_cluster, slow_spec, clean_store, tmp_path):
                                        "--no-progress"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: (store / "ensemble" / "tasks").exists() and 2 <= np.count_nonzero(read_done(store, "ensemble")) < 12,
+        _wait_for(lambda: (store / "ensemble" / "tasks" / "done" / "zarr.json").exists() and 2 <= np.count_nonzero(read_done(store, "ensemble")) < 12,
                   120, "a few finished blocks")
         workers[0].send_signal(signal.SIGKILL)  # dies mid-task: its block is rescheduled
         out, err = proc.communicate(timeout=300)
@@ -131,7 +131,7 @@ def test_sigint_then_resume(slow_spec, clean_store, tmp_path):
     proc = subprocess.Popen(cgflow_cmd("run", str(slow_spec), "--store", str(store), "--workers", "2", "--no-progress"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: (store / "ensemble" / "tasks").exists() and 3 <= np.count_nonzero(read_done(store, "ensemble")) < 14,
+        _wait_for(lambda: (store / "ensemble" / "tasks" / "done" / "zarr.json").exists() and 3 <= np.count_nonzero(read_done(store, "ensemble")) < 14,
                   120, "a few finished blocks")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
