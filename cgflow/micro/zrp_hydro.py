@@ -57,6 +57,7 @@ __all__ = [
     "exact_stencil",
     "lattice_mean_field",
     "lattice_operator",
+    "zero_range_mean_field",
     "mobility",
     "mobility_derivatives",
     "stencil_expansion",
@@ -705,10 +706,36 @@ def lattice_mean_field(rho_sites, duration, rate_exponent, periodic):
     -------
     ndarray, shape (L,)
     """
+    p = check_rate_exponent(rate_exponent)
+    return zero_range_mean_field(_check_rho(rho_sites), duration, periodic, lambda r: fugacity(r, p),
+                                 lambda r: fugacity(r, p) / compressibility(r, p))
+
+
+def zero_range_mean_field(rho0, duration, periodic, phi, phi_derivative):
+    """The local-equilibrium mean dynamics of any zero-range process, given its fugacity phi(rho).
+
+    d rho_i/dt = (1/2)(phi(rho_{i+1}) - 2 phi(rho_i) + phi(rho_{i-1})) on a ring or a closed
+    segment (the missing neighbour dropped), BDF with the exact sparse Jacobian
+    (1/2) Lap diag(phi'(rho)). :func:`lattice_mean_field` is the case g(k) = k**p; a
+    plugin model with another rate function passes its own ``phi`` and ``phi_derivative``
+    (vectorised callables of the densities).
+
+    Parameters
+    ----------
+    rho0 : ndarray, shape (L,)
+        Initial mean occupations, >= 0 (validated by the caller).
+    duration : float
+        Lattice time, >= 0.
+    periodic : bool
+    phi, phi_derivative : callable
+
+    Returns
+    -------
+    ndarray, shape (L,)
+    """
     from scipy.integrate import solve_ivp
 
-    p = check_rate_exponent(rate_exponent)
-    rho0 = _check_rho(rho_sites)
+    rho0 = np.asarray(rho0, dtype=np.float64)
     if rho0.ndim != 1 or rho0.size < 2:
         raise ValueError(f"rho_sites must be 1-D with at least 2 sites, got shape {rho0.shape}")
     if not duration >= 0:
@@ -725,11 +752,10 @@ def lattice_mean_field(rho_sites, duration, rate_exponent, periodic):
     lap = 0.5 * lap.tocsr()
 
     def rhs(_t, rho):
-        return lap @ fugacity(np.maximum(rho, 1e-300), p)
+        return lap @ phi(np.maximum(rho, 1e-300))
 
     def jac(_t, rho):
-        rho = np.maximum(rho, 1e-300)
-        return lap @ sparse.diags(fugacity(rho, p) / compressibility(rho, p))
+        return lap @ sparse.diags(phi_derivative(np.maximum(rho, 1e-300)))
 
     sol = solve_ivp(rhs, (0.0, float(duration)), rho0, method="BDF", jac=jac, rtol=1e-8, atol=1e-10 * rho0.max())
     if not sol.success:  # pragma: no cover - guards a silent failure

@@ -151,35 +151,12 @@ def lattice_mean_field(rho_sites, duration, periodic):
     closed ends drop the missing neighbour. BDF with the exact sparse Jacobian. Flat profiles are
     stationary and returned unchanged.
     """
-    from scipy import sparse
-    from scipy.integrate import solve_ivp
+    from cgflow.micro.zrp_hydro import zero_range_mean_field  # cgflow's zero-range mean dynamics, our phi
 
     rho0 = _rho(rho_sites, open_low=True)
-    if rho0.ndim != 1 or rho0.size < 2:
-        raise ValueError("rho_sites must be 1-D with at least 2 sites")
-    if not duration >= 0:
-        raise ValueError(f"duration must be >= 0, got {duration!r}")
-    if duration == 0 or np.all(rho0 == rho0[0]):
+    if rho0.ndim == 1 and rho0.size >= 2 and np.all(rho0 == rho0[0]):
         return rho0.copy()
-    L = rho0.size
-    ones = np.ones(L)
-    lap = sparse.diags([ones[:-1], -2 * ones, ones[:-1]], [-1, 0, 1], format="lil")
-    if periodic:
-        lap[0, L - 1] = lap[L - 1, 0] = 1.0
-    else:
-        lap[0, 0] = lap[L - 1, L - 1] = -1.0
-    lap = 0.5 * lap.tocsr()
-
-    def rhs(_t, r):
-        return lap @ fugacity(np.maximum(r, 0.0))
-
-    def jac(_t, r):
-        return lap @ sparse.diags(fugacity_derivative(np.maximum(r, 0.0)))
-
-    sol = solve_ivp(rhs, (0.0, float(duration)), rho0, method="BDF", jac=jac, rtol=1e-8, atol=1e-10 * rho0.max())
-    if not sol.success:  # pragma: no cover
-        raise RuntimeError(f"lattice_mean_field: {sol.message}")
-    return sol.y[:, -1]
+    return zero_range_mean_field(rho0, duration, periodic, fugacity, fugacity_derivative)
 
 
 # ----------------------------------------------------------------------------- sampling
