@@ -22,3 +22,21 @@ def chi2_pvalue(counts, probs, min_expected: float = 5.0) -> float:
     keep = exp > 0
     obs, exp = obs[keep], exp[keep]
     return float(stats.chi2.sf(((obs - exp) ** 2 / exp).sum(), keep.sum() - 1))
+
+
+def assert_operator_matches_exact(op, estimator: str) -> None:
+    """Operator table vs the exact operator: z = (K - K_exact)/SE ~ Student t(clusters - 1) for every stencil entry.
+
+    Every other node (independent elements) passes a KS test at 1e-3; the mean z is within 4 SE (neighbours
+    correlated: x2); no |z| beyond the t quantile of 1e-4 / entries.
+    """
+    dof = op.attrs["clusters_per_profile"] - 1
+    assert dof >= 10
+    for offset in (-1, 0, 1):
+        sel = op.sel(estimator=estimator, offset=offset)
+        assert np.all(sel.K_stderr > 0)
+        z = ((sel.K - sel.K_reference) / sel.K_stderr).values
+        for start in (0, 1):  # every other node: independent elements
+            assert stats.kstest(z[start::2], stats.t(dof).cdf).pvalue > 1e-3, (offset, np.round(z[start::2], 2))
+        assert abs(z.mean()) <= 4 * np.sqrt(dof / (dof - 2) * 2 / len(z))
+        assert np.abs(z).max() < stats.t(dof).ppf(1 - 1e-4 / len(z))
