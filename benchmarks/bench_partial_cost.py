@@ -25,6 +25,7 @@ import numpy as np
 
 from cgflow.methods.partial.evolution import partial_evolution_pairs
 from cgflow.methods.partial.stages import PairSweep
+from cgflow.methods.partial.systems import SpinSystem
 from cgflow.micro import glauber
 
 
@@ -50,13 +51,13 @@ def method_cost(stage: PairSweep, point: int) -> tuple[float, float]:
     total = time.process_time() - start
     # the tile runs (r per pair, observed at dt/4, dt/2, dt): time them alone on random snapshots
     rng = np.random.default_rng(0)
-    x = glauber.random_spins(stage.block, stage.size, rng)
+    system = stage.system
+    x = system.random_states(stage.block, rng)
     Ls = stage.small_sizes[point]
-    rec = [stage.pair_duration / 4, stage.pair_duration / 2]
     t0 = time.process_time()
     for _ in range(stage.tiles_used(Ls)):
-        partial_evolution_pairs(x, Ls, stage.params(), rng, stage.boundary, duration=stage.pair_duration,
-                                record_times=rec)
+        partial_evolution_pairs(x, Ls, system.patch_model, rng, system.boundary, duration=stage.pair_duration,
+                                record_times=stage.record_times)
     return total, time.process_time() - t0
 
 
@@ -77,9 +78,9 @@ def main() -> None:
     a = ap.parse_args()
     glauber.warmup()
     sizes = tuple(int(s) for s in a.small.split(","))
-    stage = PairSweep(model=a.model, temperature=a.temperature, field=a.field, size=a.size, seed=1, small_sizes=sizes,
-                      pairs=a.pairs, block=a.pairs, pair_duration=a.pair_duration,
-                      snapshots_per_run=a.snapshots_per_run, snapshot_interval=a.interval, window_time=a.window_time,
+    system = SpinSystem(a.model, a.temperature, a.field, a.size, window_time=a.window_time)
+    stage = PairSweep(system, seed=1, small_sizes=sizes, pairs=a.pairs, block=a.pairs, pair_duration=a.pair_duration,
+                      snapshots_per_run=a.snapshots_per_run, snapshot_interval=a.interval,
                       tiles_per_pair=a.tiles_per_pair)
     stage.compute_block(0, 0)  # compile everything first
     p = glauber.GlauberParams(a.model, a.temperature, a.field, a.size)

@@ -209,6 +209,17 @@ class PredatorPreyParams:
             (the replicated end value at a domain end), exactly the values the full
             step would use, so the tile's drift is the full system's there.
         """
+        return self.partial_run(state, tiles, chosen, rng)[0]
+
+    def partial_run(self, state: np.ndarray, tiles: int, chosen: np.ndarray, rng: np.random.Generator,
+                    steps: int = 1, record=()) -> tuple[np.ndarray, list]:
+        """``steps`` Euler–Maruyama steps of tile ``chosen[b]`` of every state b, the rest frozen.
+
+        The ghost cells keep the frozen neighbours' values throughout (REFERENCE-002 §2
+        takes one step; longer runs see their neighbours' values at t). ``record``:
+        step counts in [1, steps] after which the tile is also returned. Returns
+        (the tile after ``steps`` (B, 2, n / K), [the tile after each recorded step]).
+        """
         x = np.asarray(state, dtype=np.float64)
         B, _, n = x.shape
         K = _count(tiles, "tiles", 1)
@@ -217,13 +228,22 @@ class PredatorPreyParams:
         chosen = np.asarray(chosen, dtype=np.int64)
         if chosen.shape != (B,) or np.any(chosen < 0) or np.any(chosen >= K):
             raise ValueError(f"chosen must hold one tile index in [0, {K}) per state")
+        steps = _count(steps, "steps", 1)
+        record = [_count(r, "record step", 1) for r in record]
+        if any(r > steps for r in record):
+            raise ValueError(f"record steps must lie in [1, {steps}], got {record}")
         w = n // K
         rows = np.arange(B)
         cols = chosen[:, None] * w + np.arange(w)[None, :]
         tile = x[rows[:, None, None], np.arange(2)[None, :, None], cols[:, None, :]]  # (B, 2, w)
         left_idx, right_idx = np.maximum(chosen * w - 1, 0), np.minimum((chosen + 1) * w, n - 1)
         ghosts = (x[rows, :, left_idx], x[rows, :, right_idx])  # (B, 2) each
-        return self.step(tile, rng, ghosts=ghosts, n_grid=n)
+        seen = {}
+        for s in range(1, steps + 1):
+            tile = self.step(tile, rng, ghosts=ghosts, n_grid=n)
+            if s in record:
+                seen[s] = tile
+        return tile, [seen[r] for r in record]
 
 
 def tile_means(state: np.ndarray, tiles: int) -> np.ndarray:
@@ -295,26 +315,39 @@ class PredatorPreyPatchModel:
         return tile_means(x, K)
 
     def evolve_tiles(self, states, tile_size: int, tiles, n_events=None, boundary: str = "frozen", rng=None,
-                     duration=None, return_tiles: bool = False):
-        """One Euler–Maruyama step of tile ``tiles[b]`` of every state (REFERENCE-002 §2).
+                     duration=None, return_tiles: bool = False, record_times=None):
+        """Euler–Maruyama steps of tile ``tiles[b]`` of every state, the rest frozen (REFERENCE-002 §2).
 
+        ``duration`` (a whole number of steps of ``params.dt``; default one step, the
+        authors' pairs); ``n_events`` is accepted for the protocol's sake and ignored.
         Returns ``(before, after, increment, dt)`` (tile means (B, 2) before and after,
         the increment after - before of the target z1_hat - z0, dt (B,)), plus the
-        evolved tiles (B, 2, tile_size) with ``return_tiles``.
+        evolved tiles (B, 2, tile_size) with ``return_tiles``, plus (increment_at,
+        after_at) (B, n, 2) at the n ``record_times`` (whole numbers of steps) if given.
         """
         self.tile_observables(states, tile_size, boundary)  # validates
-        if duration is not None and not math.isclose(duration, self.params.dt, rel_tol=1e-12):
-            raise ValueError(f"a predator-prey pair is one Euler-Maruyama step of dt = {self.params.dt:g}, "
-                             f"got duration = {duration!r}")
+        steps = 1 if duration is None else self._steps(duration, "duration")
+        rec = [] if record_times is None else [self._steps(t, "record time") for t in record_times]
         x, K = self._tiles(states, tile_size)
         tiles = np.asarray(tiles, dtype=np.int64)
-        after_tile = self.params.partial_step(x, K, tiles, rng)
+        after_tile, seen = self.params.partial_run(x, K, tiles, rng, steps=steps, record=rec)
         w = x.shape[-1] // K
         cols = tiles[:, None] * w + np.arange(w)[None, :]
         before_tile = np.take_along_axis(x, np.broadcast_to(cols[:, None, :], (x.shape[0], 2, w)), axis=-1)
         before, after = before_tile.mean(axis=-1), after_tile.mean(axis=-1)
-        out = (before, after, after - before, np.full(x.shape[0], self.params.dt))
-        return out + ((after_tile,) if return_tiles else ())
+        out = (before, after, after - before, np.full(x.shape[0], steps * self.params.dt))
+        out += ((after_tile,) if return_tiles else ())
+        if record_times is not None:
+            at = np.stack([t.mean(axis=-1) for t in seen], axis=1) if seen else np.empty((x.shape[0], 0, 2))
+            out += (at - before[:, None, :], at)
+        return out
+
+    def _steps(self, duration, name: str) -> int:
+        q = float(duration) / self.params.dt
+        if not (round(q) >= 1 and math.isclose(q, round(q), rel_tol=1e-9)):
+            raise ValueError(f"a predator-prey {name} must be a whole number >= 1 of Euler-Maruyama steps of "
+                             f"dt = {self.params.dt:g}, got {duration!r}")
+        return int(round(q))
 
     def evolve_full(self, states, n_events=None, rng=None):
         """One Euler–Maruyama step of the whole grid: (z0 (B, 2), z1 (B, 2), dt (B,)) of the spatial means."""

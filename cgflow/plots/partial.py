@@ -7,7 +7,7 @@ import xarray as xr
 
 from ._common import pyplot
 
-__all__ = ["FIGURES", "drift_diffusion", "rollouts"]
+__all__ = ["FIGURES", "drift_diffusion", "mmd_vs_lambda", "rollouts"]
 
 VARIANT_STYLE = {"method": dict(ls="-"), "baseline": dict(ls="--")}
 
@@ -19,7 +19,7 @@ def drift_diffusion(tree: xr.DataTree):
     m = sde["m"].values
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     ax.plot(m, sde["drift_exact"].values, color="k", lw=2, label="exact a(m)")
-    bx.plot(m, sde["diffusion_exact"].values, color="k", lw=2, label=f"exact, N = {sde.attrs['n_spins']}")
+    bx.plot(m, sde["diffusion_exact"].values, color="k", lw=2, label=f"exact, N = {sde.attrs.get('n_sites', sde.attrs.get('n_spins'))}")
     for j, Ls in enumerate(sde["small_size"].values):
         for v in sde["variant"].values:
             sel = sde.sel(variant=v, small_size=Ls)
@@ -49,13 +49,18 @@ def rollouts(tree: xr.DataTree):
     truth = tree["truth"].to_dataset().load()
     ev = tree["evaluation"].to_dataset().load() if "evaluation" in tree.children else None
     t = truth["time"].values
-    true = truth["z"].isel(obs=0).mean("replica").values  # m: the first closure variable
+    obs = str(truth["obs"].values[0])
+    true = truth["z"].isel(obs=0).mean("replica").values  # the first closure variable (m; u for predator-prey)
     sizes = roll["small_size"].values
+    dim = truth["z"].dims[0]
+    labels = [", ".join(f"{c} = {float(truth[c].values[i]):g}" for c in truth.coords if truth[c].dims == (dim,)
+                        and (c != dim or truth[c].dtype.kind == "f")) for i in range(truth.sizes[dim])]
+    shown = [v for v in roll["variant"].values if str(v) in VARIANT_STYLE]  # the lambda sweep has its own figure
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.5 * len(sizes), 4), constrained_layout=True, squeeze=False)
     for ax, Ls in zip(axes[0], sizes):
-        for i, m0 in enumerate(truth["m0"].values):
-            ax.plot(t, true[i], color=f"C{i}", lw=2, alpha=0.5, label=f"truth, m0 = {m0:g}" if Ls == sizes[0] else None)
-            for v in roll["variant"].values:
+        for i, label in enumerate(labels):
+            ax.plot(t, true[i], color=f"C{i}", lw=2, alpha=0.5, label=f"truth, {label}" if Ls == sizes[0] else None)
+            for v in shown:
                 ax.plot(t, roll["z_mean"].isel(obs=0).sel(variant=v, small_size=Ls).values[i], color=f"C{i}", lw=1,
                         **VARIANT_STYLE.get(str(v), {}))
         title = f"L_s = {Ls}"
@@ -63,9 +68,40 @@ def rollouts(tree: xr.DataTree):
             e = ev["relative_error"].sel(small_size=Ls)
             title += f": rel. error method {float(e.sel(variant='method')):.2g}, baseline {float(e.sel(variant='baseline')):.2g}"
         ax.set_title(title, fontsize=9)
-        ax.set_xlabel(f"t ({truth.attrs.get('time_unit', '')[:20]})")
-        ax.set_ylabel("ensemble mean m")
+        ax.set_xlabel(f"t ({truth.attrs.get('time_unit', '').split(' (')[0]})")
+        ax.set_ylabel(f"ensemble mean {obs}")
     axes[0, 0].legend(fontsize=7)
+    return fig
+
+
+def mmd_vs_lambda(tree: xr.DataTree):
+    """The paper's lambda sweep (REFERENCE-002 §6): biased MMD² of rollout vs truth ensembles against lambda, and
+    the learned noise N sigma² at the stationary state, one line per small size; the method (lambda = K) marked."""
+    plt = pyplot()
+    ev = tree["evaluation"].to_dataset().load()
+    sde = tree["sde"].to_dataset().load()
+    sweep = [str(v) for v in ev["variant"].values if str(v).startswith("lambda=")]
+    lam = np.array([float(v.split("=", 1)[1]) for v in sweep])
+    order = np.argsort(lam)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    for j, Ls in enumerate(ev["small_size"].values):
+        K = float(sde["loss_scaling"].sel(variant="method", small_size=Ls))
+        for key, axis, raw in (("mmd2", ax, False), ("n_sigma2_m_at_stationary", bx, True)):
+            y = ev[key].sel(small_size=Ls, variant=sweep).values[order]
+            axis.plot(lam[order], y, "o-", color=f"C{j}", label=f"n_s = {Ls}")
+            axis.axvline(K, color=f"C{j}", ls=":", lw=1)
+        if "mmd2" in ev:
+            i_best = int(np.argmin(ev["mmd2"].sel(small_size=Ls, variant=sweep).values))
+            ax.plot(lam[i_best], ev["mmd2"].sel(small_size=Ls, variant=sweep[i_best]), "*", ms=14, color=f"C{j}")
+    ax.set_xlabel("lambda (loss scaling)")
+    ax.set_ylabel("MMD² (spread-scaled), mean over steps and starts")
+    ax.set_title("rollout vs direct large-system ensembles; dotted: lambda = K", fontsize=9)
+    bx.set_xlabel("lambda")
+    bx.set_ylabel("N sigma² of the first variable at the stationary state")
+    bx.set_xscale("log")
+    bx.set_yscale("log")
+    bx.set_title("learned noise: lambda = K recovers the large system", fontsize=9)
+    ax.legend(fontsize=8)
     return fig
 
 
@@ -80,4 +116,6 @@ def _has(*groups):
 FIGURES = [
     ("partial_drift_diffusion", drift_diffusion, lambda tree: _has("sde")(tree) and "drift_exact" in tree["sde"]),
     ("partial_rollouts", rollouts, _has("rollout", "truth")),
+    ("partial_mmd_vs_lambda", mmd_vs_lambda, lambda tree: _has("evaluation")(tree) and "mmd2" in tree["evaluation"]
+     and any(str(v).startswith("lambda=") for v in tree["sde"]["variant"].values)),
 ]

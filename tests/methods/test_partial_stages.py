@@ -15,6 +15,7 @@ import pytest
 from cgflow import open_run
 from cgflow.engine import check_stage
 from cgflow.methods.partial.stages import PairSweep, TruthRuns, load_model, relative_error
+from cgflow.methods.partial.systems import SpinSystem
 from cgflow.micro import glauber
 
 from ..conftest import run_spec
@@ -130,11 +131,10 @@ def test_dt_halving_self_check_is_stored(store):
 
 
 def test_sweep_stages_meet_the_contract():
-    pairs = PairSweep(model="curie_weiss", temperature=1.1, field=0.1, size=16, seed=3, small_sizes=(4, 8),
-                      pairs=64, block=32, pair_duration=0.1, snapshots_per_run=4, window=8, stride=4)
+    system = SpinSystem("curie_weiss", temperature=1.1, field=0.1, size=16, window=8, stride=4, starts=(0.0, 0.5))
+    pairs = PairSweep(system, seed=3, small_sizes=(4, 8), pairs=64, block=32, pair_duration=0.1, snapshots_per_run=4)
     check_stage(pairs)
-    truth = TruthRuns(model="curie_weiss", temperature=1.1, field=0.1, size=16, seed=3, initial=(0.0, 0.5),
-                      runs=4, block=2, t_end=2.0, save_every=0.5)
+    truth = TruthRuns(system, seed=3, runs=4, block=2, t_end=2.0, save_every=0.5)
     check_stage(truth)
 
 
@@ -309,8 +309,8 @@ def test_tiles_per_pair_keeps_the_mean_and_divides_the_variance_by_r():
     """partial.tiles_per_pair: r tiles of one snapshot, each evolved alone, averaged. Curie–Weiss L = 16, L_s = 4
     (K = 16), random configurations: the mean increment per unit a(m) dt is the same for r = 1 and r = K (within 4
     standard errors), the residual variance is K times smaller (the reason for lambda = K / r)."""
-    common = dict(model="curie_weiss", temperature=1.1, field=0.1, size=16, seed=5, small_sizes=(4,), pairs=4096,
-                  block=4096, pair_duration=0.2, random_fraction=1.0)
+    common = dict(system=SpinSystem("curie_weiss", temperature=1.1, field=0.1, size=16), seed=5, small_sizes=(4,),
+                  pairs=4096, block=4096, pair_duration=0.2, random_fraction=1.0)
     out = {tp: PairSweep(**common, tiles_per_pair=tp).compute_block(0, 0).arrays for tp in ("1", "all")}
     stats = {}
     for tp, a in out.items():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from cgflow.micro.predator_prey import PredatorPreyParams, grid, initial_state, tile_means, upsample
+from cgflow.micro.predator_prey import PredatorPreyParams, PredatorPreyPatchModel, grid, initial_state, tile_means, upsample
 
 
 def reference_rhs(a, b, coupling):
@@ -121,8 +121,6 @@ def test_stability_and_bad_input():
 def test_patch_model_pairs_are_unbiased_and_k_times_noisier():
     """Partial-evolution pairs (one tile, one step): E[z1_hat - z0] = the full step's drift of the means,
     Cov = K x the full step's (independent cell noise): the lambda = K of REFERENCE-002 §0, shown exactly."""
-    from cgflow.micro.predator_prey import PredatorPreyPatchModel
-
     model = PredatorPreyPatchModel()
     B, K = 4000, 5
     x = np.repeat(initial_state(200, 0.5, 0.1), B, axis=0)
@@ -141,8 +139,32 @@ def test_patch_model_pairs_are_unbiased_and_k_times_noisier():
     np.testing.assert_allclose(full_var, noise_var, rtol=4 * np.sqrt(2 / (B - 1)))
     tile_var = (inc - det[tiles]).var(axis=0, ddof=1)
     np.testing.assert_allclose(tile_var, K * noise_var, rtol=4 * np.sqrt(2 / (B - 1)))
-    with pytest.raises(ValueError, match="one Euler-Maruyama step of dt = 0.01"):
-        model.evolve_tiles(x[:2], 40, tiles[:2], rng=rng, duration=0.02)
+    with pytest.raises(ValueError, match="whole number >= 1 of Euler-Maruyama steps of dt = 0.01"):
+        model.evolve_tiles(x[:2], 40, tiles[:2], rng=rng, duration=0.015)
     with pytest.raises(ValueError, match="boundary must be 'frozen'"):
         model.tile_observables(x[:2], 40, "periodic")
     assert model.refine(x[:1]).shape == (1, 2, 400)
+
+
+def test_partial_run_holds_the_ghosts_over_several_steps():
+    """steps > 1: every step of the tile sees the frozen neighbours' values at t; recorded steps are the run's own."""
+    p = PredatorPreyParams()
+    x = initial_state(200, np.array([0.47, 0.52]), np.array([0.1, 0.06]))
+    chosen = np.array([0, 3])
+    tile, seen = p.partial_run(x, 5, chosen, np.random.default_rng(4), steps=3, record=(1, 2))
+    rng = np.random.default_rng(4)
+    manual = np.stack([x[b, :, 40 * c:40 * (c + 1)] for b, c in enumerate(chosen)])
+    ghosts = (np.stack([x[0, :, 0], x[1, :, 119]]), np.stack([x[0, :, 40], x[1, :, 160]]))
+    steps = []
+    for _ in range(3):
+        manual = p.step(manual, rng, ghosts=ghosts, n_grid=200)
+        steps.append(manual)
+    np.testing.assert_array_equal(seen[0], steps[0])
+    np.testing.assert_array_equal(seen[1], steps[1])
+    np.testing.assert_array_equal(tile, steps[2])
+    np.testing.assert_array_equal(p.partial_step(x, 5, chosen, np.random.default_rng(4)), steps[0])
+    out = PredatorPreyPatchModel(p).evolve_tiles(x, 40, chosen, rng=np.random.default_rng(4), duration=0.03,
+                                                 record_times=[0.01, 0.02])
+    np.testing.assert_allclose(out[3], 0.03)
+    np.testing.assert_allclose(out[5][:, 1], steps[1].mean(-1))
+    np.testing.assert_allclose(out[4][:, 0], steps[0].mean(-1) - out[0])

@@ -153,10 +153,13 @@ class FitClosure:
     def combine(self, tree: xr.DataTree, results) -> xr.Dataset:
         S = self.small_sizes
         res = [results[int(s)] for s in S]
-        truth = tree["truth"]
+        from .stages import start_coords
+
+        truth = tree["truth"].to_dataset()
+        dim, coords = start_coords(truth)
         names = np.array([f"latent_{i}" for i in range(self.latent)], dtype=object)
         out = xr.Dataset(coords={"small_size": np.array(S, np.int64), "latent": names, "epoch": np.arange(self.epochs),
-                                 "m0": truth["m0"].values, "time": truth["time"].values})
+                                 **coords, "time": truth["time"].values})
         desc = {"z0": "standardised closure (1/K) sum_J e(x_J) of the snapshot",
                 "z1": "method target: z0 + e(x_{t+dt, I}) - e(x_{t, I}) (REFERENCE-002 §0), standardised",
                 "z0_small": "baseline input: e of the evolved tile before the run, standardised",
@@ -164,7 +167,7 @@ class FitClosure:
         for k, text in desc.items():
             out[k] = (("small_size", "replica", "latent"), np.stack([r[k] for r in res]))
             out[k].attrs["description"] = text
-        out["truth_latent"] = (("small_size", "m0", "run", "time", "latent"), np.stack([r["truth"] for r in res]))
+        out["truth_latent"] = (("small_size", dim, "run", "time", "latent"), np.stack([r["truth"] for r in res]))
         out["truth_latent"].attrs["description"] = "the truth runs' lattices (run = the truth replica) encoded by the L_s autoencoder, standardised"
         out["latent_mean"] = (("small_size", "latent"), np.stack([r["mean"] for r in res]))
         out["latent_sd"] = (("small_size", "latent"), np.stack([r["sd"] for r in res]))

@@ -70,13 +70,6 @@ class PatchModel(Protocol):
     def evolve_full(self, snapshots, n_events: int, rng):
         """Whole-system runs: (z0 (B, d), z1 (B, d), dt (B,))."""
 
-    def refine(self, snapshots) -> np.ndarray:
-        """Refine each snapshot to twice the linear size."""
-
-    def relax_windows(self, lattices, window: int, stride: int, n_events: int, boundary: str, rng,
-                      duration=None):
-        """Local relaxation in overlapping windows, n_events or a fixed duration each: (lattices, elapsed)."""
-
 
 class PartialPairs(NamedTuple):
     """Partial-evolution training pairs, one per snapshot (d = number of observables).
@@ -105,9 +98,9 @@ class PartialPairs(NamedTuple):
     z_tile_at: np.ndarray | None = None
 
 
-def _check_model(model) -> None:
-    if not isinstance(model, PatchModel):
-        raise ValueError(f"model must implement the PatchModel protocol, got {type(model).__name__}")
+def _check_model(model, protocol=PatchModel) -> None:
+    if not isinstance(model, protocol):
+        raise ValueError(f"model must implement the {protocol.__name__} protocol, got {type(model).__name__}")
 
 
 def partial_evolution_pairs(snapshots, tile_size: int, model: PatchModel, rng, boundary: str = "frozen",
@@ -117,10 +110,10 @@ def partial_evolution_pairs(snapshots, tile_size: int, model: PatchModel, rng, b
 
     Parameters
     ----------
-    snapshots : array of shape (B, L, L)
+    snapshots : array of shape (B, L, L) (spins; the model defines the layout, e.g. (B, 2, n))
         Large-system configurations x_t (not modified).
     tile_size : int
-        L_s; must divide L. K = (L/L_s)**2.
+        L_s; must divide L. K = (L/L_s)**2 (the number of tiles ``model.tile_observables`` returns).
     model : PatchModel
         E.g. ``GlauberParams("curie_weiss", 1.1, 0.1, 64)``.
     rng : numpy.random.Generator
@@ -158,19 +151,16 @@ def partial_evolution_pairs(snapshots, tile_size: int, model: PatchModel, rng, b
         raise ValueError(f"snapshots must have shape (B, L, L) with B >= 1, got {snaps.shape}")
     if isinstance(tile_size, bool) or not isinstance(tile_size, Integral) or tile_size < 2:
         raise ValueError(f"tile_size must be an integer >= 2, got {tile_size!r}")
-    L = snaps.shape[1]
-    if L % tile_size:
-        raise ValueError(f"tile_size = {tile_size} must divide the lattice side L = {L}")
+    z0_all = model.tile_observables(snaps, tile_size, boundary)  # (B, K, d); validates boundary, shapes, tile_size
+    K = z0_all.shape[1]
     if n_events is None:
         n_events = int(tile_size) ** (snaps.ndim - 1)
-    K = (L // tile_size) ** (snaps.ndim - 1)
     if tiles is None:
         tiles = rng.integers(0, K, size=snaps.shape[0])
     else:
         tiles = np.asarray(tiles, dtype=np.int64)
         if tiles.shape != (snaps.shape[0],) or np.any(tiles < 0) or np.any(tiles >= K):
             raise ValueError(f"tiles must hold one index in [0, {K}) per snapshot, got shape {tiles.shape}")
-    z0_all = model.tile_observables(snaps, tile_size, boundary)  # validates boundary and snapshots
     z0 = z0_all.mean(axis=1)
     extra = ({"return_tiles": True} if return_tiles else {}) | \
         ({"record_times": record_times} if record_times is not None else {})

@@ -1,15 +1,28 @@
 """Spec sections of method ``partial`` (seed 002), read by :mod:`cgflow.spec`.
 
-Keys fixed by issue 10: ``micro.model`` (curie_weiss or ising2d),
-``micro.temperature``, ``micro.field``, ``micro.size`` (L of the large system,
-N = L**2), ``partial.small_size`` (one L_s or a list), ``partial.large_size``
-(optional; must equal ``micro.size``), ``partial.boundary`` (frozen | periodic),
-``loss.scaling`` (``K``, ``1`` or a number), ``closure.latent`` (learned
-closure dimensions beside the observables; Ising only; 0 skips the closure stage). Everything else has defaults; times are in attempts per spin.
+The sections depend on the system (``micro.model``, :mod:`.systems`):
+
+* spins (``curie_weiss``, ``ising2d``; issue 10): ``micro.temperature``,
+  ``micro.field``, ``micro.size`` (L of the large system, N = L**2),
+  ``partial.small_size`` (one L_s or a list), ``partial.large_size`` (optional;
+  must equal ``micro.size``), ``partial.boundary`` (frozen | periodic), the
+  ``upsampling`` windows, ``truth.initial`` (m0 of the test runs); times in
+  attempts per spin.
+* ``predator_prey`` (issue 12): ``micro.size`` (n cells of the large grid),
+  ``micro.a``, ``micro.b``, ``micro.noise``, ``micro.dt``, ``micro.diffusion``,
+  ``micro.laplacian``, ``micro.train_m``/``train_k`` (ranges of the small runs'
+  initial states), ``partial.small_size`` (n_s), ``partial.tile_size`` (cells per
+  tile, K = n / tile_size), ``truth.m`` x ``truth.k`` (the test starts); times in
+  the SPDE's units.
+
+Common: ``loss.scaling`` (``K``, ``1`` or a number), ``loss.sweep`` (extra
+lambdas, each a variant ``lambda=<x>``), ``closure.latent`` (learned closure
+dimensions; Ising only; 0 skips the closure stage), ``sde``, ``rollout``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ...spec import Field
@@ -19,10 +32,16 @@ STAGES: tuple[str, ...] = ("pairs", "truth", "closure", "sde", "rollout", "evalu
 
 _POS = dict(minimum=0, exclusive_minimum=True)
 
-#: Sections of the spec (nested dicts of cgflow.spec.Field).
+#: ``micro.model`` values, by system (:data:`.systems.SYSTEMS`).
+SPIN_MODELS = ("curie_weiss", "ising2d")
+MODELS = SPIN_MODELS + ("predator_prey",)
+_MODEL = Field("str", choices=MODELS, doc="the system: spins (mean field or the 2-D periodic Ising lattice) or the "
+                                          "predator-prey SPDE")
+
+#: Sections of a spin system's spec (nested dicts of cgflow.spec.Field).
 SCHEMA: dict[str, Any] = {
     "micro": {
-        "model": Field("str", choices=("curie_weiss", "ising2d"), doc="spin model: mean field, or the 2-D periodic Ising lattice"),
+        "model": _MODEL,
         "temperature": Field("float", **_POS, doc="T (J = k_B = 1)"),
         "field": Field("float", doc="external field h"),
         "size": Field("int", minimum=2, doc="L of the large system, N = L**2"),
@@ -57,6 +76,9 @@ SCHEMA: dict[str, Any] = {
     "loss": {
         "scaling": Field("strnum", required=False, default="K",
                          doc="lambda of the method: K (= (L/L_s)**2), or a number; the baseline always uses 1"),
+        "sweep": Field("floats", required=False, default=(), **_POS,
+                       doc="further lambdas, each fitted on the method's pairs as variant lambda=<x> (the paper's "
+                           "lambda sweep)"),
     },
     "closure": {
         "latent": Field("int", required=False, default=0, minimum=0, maximum=8,
@@ -97,13 +119,72 @@ SCHEMA: dict[str, Any] = {
     },
 }
 
+def _predator_prey_schema() -> dict[str, Any]:
+    """The predator-prey SPDE's sections (REFERENCE-002 §1a, §2, §3): the common ones with its micro, partial,
+    truth and rollout keys and defaults (the authors' n = 200, n_s = 100, K = 5 tiles of 40 cells, one
+    Euler-Maruyama step per pair, 3000 steps of dt = 0.01 for the test runs)."""
+    common = {k: v for k, v in SCHEMA.items() if k not in ("micro", "upsampling")}
+    part = {k: v for k, v in SCHEMA["partial"].items() if k not in ("boundary", "large_size")}
+    part.update(
+        small_size=Field("floats", required=False, default=(100.0,), doc="n_s: cells of the small systems"),
+        tile_size=Field("int", required=False, default=40, minimum=2,
+                        doc="cells per partial-evolution tile (must divide micro.size; K = n / tile_size)"),
+        pair_duration=Field("float", required=False, default=None, **_POS,
+                            doc="time of each tile run, a whole number of micro.dt (default: one step, the authors')"),
+        snapshot_interval=Field("float", required=False, default=0.1, **_POS,
+                                doc="time between saved small-system snapshots (a whole number of micro.dt)"),
+        random_fraction=Field("float", required=False, default=0.0, minimum=0, maximum=1,
+                              doc="share of the pairs started from random large initial states (authors: 0)"),
+        tiles_per_pair=Field("strnum", required=False, default="1",
+                             doc="tiles evolved and averaged per pair: 1 (the authors'; the lambda sweep is about "
+                                 "it), an integer r or all (then lambda = K/r)"))
+    truth = {k: v for k, v in SCHEMA["truth"].items() if k != "initial"}
+    truth.update(
+        m=Field("floats", required=False, default=(0.45, 0.5, 0.55), doc="m of the test starts (the authors')"),
+        k=Field("floats", required=False, default=(0.05, 0.1, 0.15), doc="k of the test starts: every (m, k) pair"),
+        runs=Field("int", required=False, default=50, minimum=1, doc="direct large-system runs per start"),
+        t_end=Field("float", required=False, default=30.0, **_POS, doc="end time (3000 steps of dt = 0.01)"),
+        save_every=Field("float", required=False, default=0.1, **_POS, doc="time between saved states"))
+    sde = dict(SCHEMA["sde"], drift_estimator=Field(
+        "str", required=False, default="euler", choices=("richardson", "euler"),
+        doc="euler (default: the authors' one-step pairs); richardson needs partial.pair_duration a multiple of "
+            "4 micro.dt"), learning_rate=Field("float", required=False, default=1e-3, **_POS, doc="the authors' PP value"))
+    roll = dict(SCHEMA["rollout"], dt=Field("float", required=False, default=0.01, **_POS,
+                                            doc="Euler-Maruyama step of the learned SDE (divides truth.save_every)"),
+                paths=Field("int", required=False, default=50, minimum=1, doc="rollout paths per start (the authors' 50)"))
+    micro = {
+        "model": _MODEL,
+        "size": Field("int", required=False, default=200, minimum=4, doc="n: cells of the large grid"),
+        "a": Field("float", required=False, default=3.0, doc="predator growth rate a"),
+        "b": Field("float", required=False, default=0.4, doc="prey threshold b"),
+        "noise": Field("float", required=False, default=0.02, minimum=0, doc="sigma of the additive noise"),
+        "dt": Field("float", required=False, default=0.01, **_POS, doc="Euler-Maruyama step of the SPDE"),
+        "diffusion": Field("float", required=False, default=1.0, minimum=0, doc="D of the predators"),
+        "laplacian": Field("str", required=False, default="lattice", choices=("lattice", "continuum"),
+                           doc="lattice: the authors' (no 1/dx^2); continuum: with 1/dx^2 (needs a smaller dt)"),
+        "train_m": Field("floats", required=False, default=(0.45, 0.55), doc="range of m of the small runs' starts"),
+        "train_k": Field("floats", required=False, default=(0.05, 0.15), doc="range of k of the small runs' starts"),
+    }
+    return {**common, "micro": micro, "partial": part, "truth": truth, "sde": sde, "rollout": roll}
+
+
+PREDATOR_PREY_SCHEMA: dict[str, Any] = _predator_prey_schema()
+
 #: Sections that may be omitted as a whole.
-OPTIONAL_SECTIONS: frozenset[str] = frozenset({"upsampling", "loss", "closure", "sde", "truth", "rollout"})
+OPTIONAL_SECTIONS: frozenset[str] = frozenset({"upsampling", "loss", "closure", "sde", "truth", "rollout", "partial"})
 
 
-def sections(data: Any = None, problems: list | None = None) -> dict[str, Any]:
-    """The sections (they do not depend on the spec's values)."""
-    return SCHEMA
+def sections(data: Any = None, problems: list | None = None) -> dict[str, Any] | None:
+    """The sections of the spec's system (``micro.model``); None (a problem) if it names none."""
+    micro = data.get("micro") if isinstance(data, Mapping) else None
+    name = micro.get("model") if isinstance(micro, Mapping) else None
+    if name in SPIN_MODELS or data is None:
+        return SCHEMA
+    if name == "predator_prey":
+        return PREDATOR_PREY_SCHEMA
+    if problems is not None:
+        problems.append(("micro.model", f"expected one of {{{', '.join(MODELS)}}}, got {name!r}"))
+    return None
 
 
 def _whole(numerator: float, denominator: float) -> int | None:
@@ -158,12 +239,64 @@ def _check_tiles_per_pair(d: dict, problems: list) -> None:
                                                    f"stage encodes one evolved tile per pair, got {value!r}"))
 
 
-def check(d: dict, problems: list) -> None:
-    """Cross-key rules; append ``(dotted key, message)`` to ``problems``."""
-    _check_tiles_per_pair(d, problems)
-    micro, part = d.get("micro", {}), d.get("partial", {})
-    ups, loss, sde = d.get("upsampling", {}), d.get("loss", {}), d.get("sde", {})
-    truth, roll = d.get("truth", {}), d.get("rollout", {})
+def _steps(value: float, dt: float) -> int | None:
+    """value / dt if it is a whole number >= 1."""
+    return _whole(value, dt)
+
+
+def _check_predator_prey(d: dict, problems: list) -> None:
+    """n_s, tiles and times on the SPDE's grid and clock; one-step pairs by default."""
+    from ...micro.predator_prey import PredatorPreyParams
+
+    micro, part, sde, truth = d.get("micro", {}), d.get("partial", {}), d.get("sde", {}), d.get("truth", {})
+    n, dt = micro.get("size"), micro.get("dt")
+    sizes = part.get("small_size")
+    if sizes is not None:
+        bad = [s for s in sizes if not float(s).is_integer() or s < 2]
+        if bad or len(set(sizes)) != len(sizes):
+            problems.append(("partial.small_size", f"must be distinct integers >= 2, got {list(sizes)}"))
+        else:
+            part["small_size"] = tuple(int(s) for s in sizes)
+            off = [s for s in part["small_size"] if n is not None and (n % s or n < s)]
+            if off:
+                problems.append(("partial.small_size", f"micro.size = {n} must be a multiple of every n_s (the "
+                                                       f"upsampling interpolates by n / n_s), got {off}"))
+    tile = part.get("tile_size")
+    if tile is not None and n is not None and n % tile:
+        problems.append(("partial.tile_size", f"must divide micro.size = {n} (K = n / tile_size tiles), got {tile}"))
+    if (d.get("closure", {}).get("latent") or 0) > 0:
+        problems.append(("closure.latent", "learned closures of the predator-prey tiles are not wired into the stages "
+                                           "yet (the closure is the spatial means of u and v); use 0"))
+    d["stages"] = tuple(s for s in d.get("stages", ()) if s != "closure")
+    for key in ("train_m", "train_k"):
+        r = micro.get(key)
+        if r is not None and (len(r) != 2 or r[0] > r[1]):
+            problems.append((f"micro.{key}", f"must be [low, high] with low <= high, got {list(r)}"))
+    if dt is None:
+        return
+    if part.get("pair_duration") is None:
+        part["pair_duration"] = dt  # one Euler-Maruyama step: the authors' pairs
+    for key, value in (("partial.pair_duration", part.get("pair_duration")),
+                       ("partial.snapshot_interval", part.get("snapshot_interval")),
+                       ("truth.save_every", truth.get("save_every"))):
+        if value is not None and _steps(value, dt) is None:
+            problems.append((key, f"must be a whole number >= 1 of micro.dt = {dt:g} steps, got {value:g}"))
+    if sde.get("drift_estimator") == "richardson" and _steps(part["pair_duration"] / 4, dt) is None:
+        problems.append(("sde.drift_estimator", f"richardson observes each tile run at a quarter and a half of it: "
+                                                f"partial.pair_duration = {part['pair_duration']:g} must be a multiple "
+                                                f"of 4 micro.dt = {4 * dt:g}; use euler (the authors' one-step pairs)"))
+    try:
+        params = PredatorPreyParams(a=micro["a"], b=micro["b"], noise=micro["noise"], dt=dt,
+                                    diffusion=micro["diffusion"], laplacian=micro["laplacian"])
+        if n is not None:
+            params.check_stability(n)
+    except (KeyError, ValueError) as exc:
+        problems.append(("micro.dt", str(exc)))
+
+
+def _check_spins(d: dict, problems: list) -> None:
+    """L_s against L, the upsampling windows and learned closures."""
+    micro, part, ups = d.get("micro", {}), d.get("partial", {}), d.get("upsampling", {})
     L = micro.get("size")
     if part.get("large_size") is not None and L is not None and part["large_size"] != L:
         problems.append(("partial.large_size", f"must equal micro.size = {L} (the large system), got {part['large_size']}"))
@@ -195,6 +328,18 @@ def check(d: dict, problems: list) -> None:
                         problems.append((key, f"L_s = {s}: {msg}"))
                         break
     _check_closure(d, problems)
+
+
+#: Per-system cross-key rules (the systems of .systems.SYSTEMS).
+_SYSTEM_RULES = {"curie_weiss": _check_spins, "ising2d": _check_spins, "predator_prey": _check_predator_prey}
+
+
+def check(d: dict, problems: list) -> None:
+    """Cross-key rules; append ``(dotted key, message)`` to ``problems``."""
+    _check_tiles_per_pair(d, problems)
+    part, loss, sde = d.get("partial", {}), d.get("loss", {}), d.get("sde", {})
+    truth, roll = d.get("truth", {}), d.get("rollout", {})
+    _SYSTEM_RULES[d["micro"]["model"]](d, problems)
     if part.get("pairs") and part.get("block") and part["pairs"] % part["block"]:
         problems.append(("partial.block", f"must divide partial.pairs = {part['pairs']}, got {part['block']}"))
     if part.get("block") and part.get("snapshots_per_run") and part["snapshots_per_run"] > part["block"]:

@@ -54,7 +54,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import dask.array as da
 import numpy as np
@@ -62,10 +62,9 @@ import xarray as xr
 
 from ...engine.keys import BlockKey, block_stream, stage_id
 from ...engine.types import TIMING_ATTR, BlockOutput, Sweep
-from ...micro import glauber
 from .closure_stage import closure_pairs, state_names, truth_states
 from .evolution import partial_evolution_pairs
-from .upsampling import hierarchical_upsample
+from .systems import system_from_spec
 
 __all__ = ["PairSweep", "FitSDE", "TruthRuns", "SDERollout", "Evaluation", "VARIANTS", "PairDurationWarning",
            "UpsamplingWarning", "BIAS_TOLERANCE", "UPSAMPLING_TOLERANCE"]
@@ -74,7 +73,6 @@ __all__ = ["PairSweep", "FitSDE", "TruthRuns", "SDERollout", "Evaluation", "VARI
 VARIANTS = ("method", "baseline")
 #: How the sde stage turns a tile run into a drift target (FitSDE.training_pairs).
 DRIFT_ESTIMATORS = ("richardson", "euler")
-TIME_UNIT = "attempts per spin (every spin attempts a flip at rate 1); not the authors' sweep time"
 
 
 #: Relative drift bias (from the dt-halving self-check) above which the evaluation warns, if also > 3 standard errors.
@@ -115,49 +113,25 @@ def _lazy(shape, chunks, dtype) -> da.Array:
     return da.zeros(shape, chunks=chunks, dtype=dtype)
 
 
-@dataclass(frozen=True)
-class _System:
-    """The physical system shared by the stages."""
-
-    model: str
-    temperature: float
-    field: float
-    size: int
-
-    @staticmethod
-    def system(spec) -> dict:
-        m = spec["micro"]
-        return dict(model=m["model"], temperature=m["temperature"], field=m["field"], size=m["size"])
-
-    def params(self, size: int | None = None) -> glauber.GlauberParams:
-        return glauber.GlauberParams(self.model, self.temperature, self.field, self.size if size is None else size)
-
-    @property
-    def observables(self) -> tuple:
-        return self.params().observable_names
-
-    def system_attrs(self) -> dict:
-        return dict(model=self.model, temperature=self.temperature, field=self.field, large_size=self.size,
-                    n_spins=self.size**2, time_unit=TIME_UNIT)
+def variant_names(sweep=()) -> tuple[str, ...]:
+    """The fitted variants: :data:`VARIANTS`, then ``lambda=<x>`` for every lambda of ``loss.sweep``."""
+    return VARIANTS + tuple(f"lambda={float(x):g}" for x in sweep)
 
 
 # ============================================================================= pairs
 @dataclass(frozen=True)
-class PairSweep(_System):
+class PairSweep:
     """The ``pairs`` sweep stage (implements ``SweepStage``): snapshots -> upsampling -> partial-evolution pairs."""
 
+    system: Any  # a system of .systems: everything physical
     seed: int = 0
     small_sizes: tuple[int, ...] = (8,)
-    boundary: str = "frozen"
     pairs: int = 4096
     block: int = 512
     pair_duration: float = 0.1
     snapshots_per_run: int = 16
     snapshot_interval: float = 1.0
     random_fraction: float = 0.5
-    window: int = 16
-    stride: int = 8
-    window_time: float = 16.0
     keep_snapshots: bool = False  # learned closures: store x_t and x_{t+dt} (the closure stage encodes them)
     tiles_per_pair: str = "1"  # "1" (the authors'), an integer r, or "all" (r = K; the spec default): compute_block
     name: str = field(default="pairs", kw_only=True)
@@ -171,12 +145,11 @@ class PairSweep(_System):
 
     @classmethod
     def from_spec(cls, spec) -> "PairSweep":
-        p, u = spec["partial"], spec["upsampling"]
-        return cls(**_System.system(spec), seed=spec.seed, small_sizes=tuple(p["small_size"]), boundary=p["boundary"],
+        p = spec["partial"]
+        return cls(system_from_spec(spec), seed=spec.seed, small_sizes=tuple(p["small_size"]),
                    pairs=p["pairs"], block=p["block"], pair_duration=p["pair_duration"],
                    snapshots_per_run=p["snapshots_per_run"], snapshot_interval=p["snapshot_interval"],
-                   random_fraction=p["random_fraction"], window=u["window"], stride=u["stride"],
-                   window_time=u["window_time"], keep_snapshots=spec["closure"]["latent"] > 0,
+                   random_fraction=p["random_fraction"], keep_snapshots=spec["closure"]["latent"] > 0,
                    tiles_per_pair=_tiles_per_pair(spec, spec["closure"]["latent"] > 0))
 
     @property
@@ -184,11 +157,16 @@ class PairSweep(_System):
         return Sweep(len(self.small_sizes), self.pairs // self.block, self.block, {}, point_dim="small_size")
 
     def n_tiles(self, small_size: int) -> int:
-        return (self.size // small_size) ** 2
+        return self.system.n_tiles(small_size)
+
+    @property
+    def record_times(self) -> list[float] | None:
+        """Times inside each tile run at which it is also observed (None: the system cannot stop a run there)."""
+        return self.system.record_times(self.pair_duration)
 
     def template(self) -> xr.Dataset:
         S, n, b = len(self.small_sizes), self.pairs, self.block
-        obs = self.observables
+        obs = self.system.observable_names
         d = len(obs)
         ds = xr.Dataset(coords={"small_size": np.array(self.small_sizes, dtype=np.int64),
                                 "obs": np.array(obs, dtype=object),
@@ -205,56 +183,47 @@ class PairSweep(_System):
             "z_source": "observables of the small-system snapshot an upsampled z0 was built from (NaN: random "
                         "configuration); z0 - z_source checks that upsampling keeps the slow variables",
         }
+        if self.record_times is None:
+            desc = {k: v for k, v in desc.items() if k not in ("increment_half", "increment_quarter", "z_half_small")}
         for var, text in desc.items():
             ds[var] = (("small_size", "replica", "obs"), _lazy((S, n, d), (1, b, d), np.float64))
             ds[var].attrs["description"] = text
         ds["dt"] = (("small_size", "replica"), _lazy((S, n), (1, b), np.float64))
         ds["dt"].attrs["description"] = "duration of the tile run (attempts per spin)"
         ds["source"] = (("small_size", "replica"), _lazy((S, n), (1, b), np.int8))
-        ds["source"].attrs["description"] = "0: upsampled small-system snapshot, 1: random large configuration (m0 ~ U(-1, 1))"
+        ds["source"].attrs["description"] = f"0: upsampled small-system snapshot, 1: {self.system.random_state_text}"
         ds["tile"] = (("small_size", "replica"), _lazy((S, n), (1, b), np.int64))
         if self.keep_snapshots:
-            L = self.size
-            for var, text in (("snapshot", "x_t: the large snapshot (spins +-1)"),
+            shape = self.system.state_shape()
+            for var, text in (("snapshot", "x_t: the large snapshot"),
                               ("snapshot_after", "x_t with tile I evolved: x_{t+dt} of the partial evolution")):
-                ds[var] = (("small_size", "replica", "row", "col"), _lazy((S, n, L, L), (1, b, L, L), np.int8))
+                ds[var] = (("small_size", "replica") + self.system.state_dims,
+                           _lazy((S, n) + shape, (1, b) + shape, self.system.state_dtype))
                 ds[var].attrs["description"] = text
-        ds.attrs.update(self.system_attrs(), boundary=self.boundary, pair_duration=self.pair_duration,
+        ds.attrs.update(self.system.attrs(), **self.system.pair_attrs(), pair_duration=self.pair_duration,
                         tiles_per_pair_setting=self.tiles_per_pair,
                         snapshots_per_run=self.snapshots_per_run, snapshot_interval=self.snapshot_interval,
-                        random_fraction=self.random_fraction, upsampling_window=self.window,
-                        upsampling_stride=self.stride, upsampling_window_time=self.window_time,
-                        upsampling_clock="time", block_size=self.block)
+                        random_fraction=self.random_fraction, block_size=self.block)
         return ds
 
     def compute_block(self, point: int, block: int) -> BlockOutput:
         Ls = self.small_sizes[point]
         rng = block_stream(self.seed, BlockKey(self.name, point, block))
-        large = self.params()
+        system = self.system
         B = self.block
         n_rand = int(round(self.random_fraction * B))
         n_up = B - n_rand
         parts, sources = [], []
         if n_up:
-            small = self.params(Ls)
             spr = self.snapshots_per_run
             n_runs = -(-n_up // spr)
-            start = glauber.random_spins(n_runs, Ls, rng)  # the authors' initial states, m0 ~ U(-1, 1)
-            pool = np.empty((n_runs, spr, Ls, Ls), dtype=np.int8)
-            for r in range(n_runs):  # one run = one kernel call per saved snapshot
-                s = start[r]
-                pool[r, 0] = s
-                for k in range(1, spr):
-                    s, _ = glauber.run_time(s, [self.snapshot_interval], small, rng)
-                    pool[r, k] = s
-            pool = pool.reshape(-1, Ls, Ls)[:n_up]
+            pool = system.small_snapshots(n_runs, spr, self.snapshot_interval, Ls, rng)[:n_up]
             # in order (no resampling: the pool is already a random draw), so every output has a known source
-            parts.append(hierarchical_upsample(pool, self.size, large, rng, window=self.window, stride=self.stride,
-                                               boundary=self.boundary, window_time=self.window_time, resample=False))
-            sources.append(glauber.observables(pool, small))
+            parts.append(system.upsample(pool, rng))
+            sources.append(system.observables(pool, Ls))
         if n_rand:
-            parts.append(glauber.random_spins(n_rand, self.size, rng))
-            sources.append(np.full((n_rand, len(self.observables)), np.nan))
+            parts.append(system.random_states(n_rand, rng))
+            sources.append(np.full((n_rand, len(system.observable_names)), np.nan))
         x = np.concatenate(parts)
         # one run per pair and tile, observed at dt/4, dt/2 and dt (the Richardson drift of FitSDE and the checks).
         # r > 1 tiles per pair: r distinct tiles of the same snapshot, each evolved alone with the rest frozen
@@ -262,30 +231,30 @@ class PairSweep(_System):
         # is K/r times the large system's (so FitSDE uses lambda = K/r); the baseline pair is the first tile's.
         r = self.tiles_used(Ls)
         K = self.n_tiles(Ls)
+        tile = system.tile_size(Ls)
+        model = system.patch_model
         order = rng.permuted(np.tile(np.arange(K), (B, 1)), axis=1)[:, :r] if r > 1 else [None]
-        rec = [self.pair_duration / 4, self.pair_duration / 2]
-        pp = partial_evolution_pairs(x, Ls, large, rng, self.boundary, duration=self.pair_duration,
+        rec = self.record_times
+        pp = partial_evolution_pairs(x, tile, model, rng, system.boundary, duration=self.pair_duration,
                                      return_tiles=self.keep_snapshots, record_times=rec,
                                      tiles=None if r == 1 else order[:, 0])
-        inc, at = pp.z1_hat - pp.z0, pp.increment_at.copy()
+        inc = pp.z1_hat - pp.z0
+        at = None if rec is None else pp.increment_at.copy()
         for j in range(1, r):  # the other tiles: same numerics as partial_evolution_pairs, z0 computed once
-            _, _, inc_j, _, at_j, _ = large.evolve_tiles(x, Ls, order[:, j], Ls * Ls, self.boundary, rng,
-                                                         duration=self.pair_duration, record_times=rec)
-            inc += inc_j
-            at += at_j
-        inc, at = inc / r, at / r
+            out = model.evolve_tiles(x, tile, order[:, j], tile**2, system.boundary, rng,
+                                     duration=self.pair_duration, **({} if rec is None else {"record_times": rec}))
+            inc += out[2]
+            if rec is not None:
+                at += out[4]
+        inc = inc / r
         source = np.concatenate([np.zeros(n_up, np.int8), np.ones(n_rand, np.int8)])
-        arrays = {"z0": pp.z0, "z1": pp.z0 + inc, "z0_small": pp.z0_tile, "z1_small": pp.z1_tile,
-                  "increment_half": at[:, 1], "increment_quarter": at[:, 0],
-                  "z_half_small": pp.z_tile_at[:, 1], "dt": pp.dt,
+        arrays = {"z0": pp.z0, "z1": pp.z0 + inc, "z0_small": pp.z0_tile, "z1_small": pp.z1_tile, "dt": pp.dt,
                   "source": source, "tile": pp.tile, "z_source": np.concatenate(sources)}
+        if rec is not None:
+            at = at / r
+            arrays.update(increment_half=at[:, 1], increment_quarter=at[:, 0], z_half_small=pp.z_tile_at[:, 1])
         if self.keep_snapshots:
-            after = x.copy()
-            nt = self.size // Ls
-            for b, (I, tile) in enumerate(zip(pp.tile, pp.tile_after)):
-                r, c = (I // nt) * Ls, (I % nt) * Ls
-                after[b, r:r + Ls, c:c + Ls] = tile
-            arrays.update(snapshot=x, snapshot_after=after)
+            arrays.update(snapshot=x, snapshot_after=system.place_tiles(x, pp.tile, pp.tile_after, Ls))
         return BlockOutput(stats={}, arrays=arrays, work=B)
 
     def expected_events(self) -> np.ndarray:
@@ -298,16 +267,16 @@ class PairSweep(_System):
         return out.work / (time.perf_counter() - start), "one real block of the first small size"
 
     def warmup(self) -> None:
-        glauber.warmup()
+        self.system.warmup()
 
 
 # ============================================================================= truth
 @dataclass(frozen=True)
-class TruthRuns(_System):
-    """The ``truth`` sweep stage: large-system runs from fixed m0, m(t) at the save times."""
+class TruthRuns:
+    """The ``truth`` sweep stage: large-system runs from the system's test starts, z(t) at the save times."""
 
+    system: Any
     seed: int = 0
-    initial: tuple[float, ...] = (0.0, 0.25, -0.25, 0.5, -0.5)
     runs: int = 20
     block: int = 10
     t_end: float = 20.0
@@ -320,9 +289,8 @@ class TruthRuns(_System):
     @classmethod
     def from_spec(cls, spec) -> "TruthRuns":
         t = spec["truth"]
-        return cls(**_System.system(spec), seed=spec.seed, initial=tuple(t["initial"]), runs=t["runs"],
-                   block=t["block"], t_end=t["t_end"], save_every=t["save_every"],
-                   keep_snapshots=spec["closure"]["latent"] > 0)
+        return cls(system_from_spec(spec), seed=spec.seed, runs=t["runs"], block=t["block"], t_end=t["t_end"],
+                   save_every=t["save_every"], keep_snapshots=spec["closure"]["latent"] > 0)
 
     @property
     def times(self) -> np.ndarray:
@@ -331,45 +299,32 @@ class TruthRuns(_System):
 
     @property
     def sweep(self) -> Sweep:
-        return Sweep(len(self.initial), self.runs // self.block, self.block, {}, point_dim="m0")
+        return Sweep(len(self.system.starts), self.runs // self.block, self.block, {}, point_dim=self.system.start_dim)
 
     def template(self) -> xr.Dataset:
-        P, n, T = len(self.initial), self.runs, len(self.times)
-        obs = self.observables
-        ds = xr.Dataset(coords={"m0": np.array(self.initial, dtype=float), "time": self.times,
-                                "obs": np.array(obs, dtype=object)})
-        ds["z"] = (("m0", "replica", "time", "obs"), _lazy((P, n, T, len(obs)), (1, self.block, T, len(obs)), np.float64))
+        P, n, T = len(self.system.starts), self.runs, len(self.times)
+        obs = self.system.observable_names
+        start = self.system.start_dim
+        ds = xr.Dataset(coords={**self.system.start_coords(), "time": self.times, "obs": np.array(obs, dtype=object)})
+        ds["z"] = ((start, "replica", "time", "obs"), _lazy((P, n, T, len(obs)), (1, self.block, T, len(obs)), np.float64))
         ds["z"].attrs["description"] = "observables of the large system at the save times (m for Curie-Weiss)"
-        ds["time"].attrs["units"] = TIME_UNIT
+        ds["time"].attrs["units"] = self.system.time_unit
         if self.keep_snapshots:
-            L = self.size
-            ds["snapshot"] = (("m0", "replica", "time", "row", "col"),
-                              _lazy((P, n, T, L, L), (1, self.block, T, L, L), np.int8))
+            shape = self.system.state_shape()
+            ds["snapshot"] = ((start, "replica", "time") + self.system.state_dims,
+                              _lazy((P, n, T) + shape, (1, self.block, T) + shape, self.system.state_dtype))
             ds["snapshot"].attrs["description"] = "the lattice at the save times (for learned closures)"
-        ds.attrs.update(self.system_attrs(), initial_state="int((1 + m0) N / 2) up spins, uniformly shuffled",
-                        block_size=self.block)
+        ds.attrs.update(self.system.attrs(), initial_state=self.system.test_run_text(), block_size=self.block)
         return ds
 
     def compute_block(self, point: int, block: int) -> BlockOutput:
         rng = block_stream(self.seed, BlockKey(self.name, point, block))
-        p = self.params()
-        spins = glauber.random_spins(self.block, self.size, rng, m0=self.initial[point])
-        times = self.times
-        if not self.keep_snapshots:
-            z = np.stack([glauber.run_time(s, times, p, rng)[1] for s in spins])  # one kernel call per run
-            return BlockOutput(stats={}, arrays={"z": z}, work=self.block)
-        # one kernel call per save interval (exact in law: the pending event is memoryless)
-        snaps = np.empty((self.block, len(times)) + spins.shape[1:], np.int8)
-        z = np.empty((self.block, len(times), len(self.observables)))
-        for r, s in enumerate(spins):
-            snaps[r, 0], z[r, 0] = s, glauber.observables(s, p)
-            for k in range(1, len(times)):
-                s, obs = glauber.run_time(s, [times[k] - times[k - 1]], p, rng)
-                snaps[r, k], z[r, k] = s, obs[0]
-        return BlockOutput(stats={}, arrays={"z": z, "snapshot": snaps}, work=self.block)
+        z, snaps = self.system.test_runs(point, self.block, self.times, rng, self.keep_snapshots)
+        arrays = {"z": z} if snaps is None else {"z": z, "snapshot": snaps}
+        return BlockOutput(stats={}, arrays=arrays, work=self.block)
 
     def warmup(self) -> None:
-        glauber.warmup()
+        self.system.warmup()
 
 
 # ============================================================================= sde
@@ -385,8 +340,8 @@ def _model_kwargs(sigma: str, hidden: tuple, epsilon: float) -> dict:
     return dict(hidden_layer_sizes=tuple(hidden), sigma=sigma, epsilon=epsilon)
 
 
-def _parts(small_sizes) -> tuple:
-    return tuple((v, int(s)) for v in VARIANTS for s in small_sizes)
+def _parts(variants, small_sizes) -> tuple:
+    return tuple((v, int(s)) for v in variants for s in small_sizes)
 
 
 @dataclass(frozen=True)
@@ -396,11 +351,9 @@ class FitSDE:
     upstream: str
     seed: int
     small_sizes: tuple[int, ...]
-    large_size: int
-    temperature: float
-    field: float
-    model: str = "curie_weiss"
+    system: Any
     scaling: str = "K"
+    sweep: tuple[float, ...] = ()
     sigma: str = "cholesky"
     hidden: tuple[int, ...] = (64, 64, 64)
     epochs: int = 100
@@ -422,20 +375,27 @@ class FitSDE:
         estimator = spec.get("sde.drift_estimator", "richardson")
         if estimator not in DRIFT_ESTIMATORS:
             raise ValueError(f"sde.drift_estimator must be one of {DRIFT_ESTIMATORS}, got {estimator!r}")
-        return cls(upstream=fingerprint(pairs) + ("" if closure is None else fingerprint(closure)), seed=spec.seed, small_sizes=tuple(spec["partial"]["small_size"]),
-                   large_size=spec["micro"]["size"], temperature=spec["micro"]["temperature"],
-                   field=spec["micro"]["field"], model=spec["micro"]["model"], scaling=spec["loss"]["scaling"],
-                   sigma=s["sigma"],
+        return cls(upstream=fingerprint(pairs) + ("" if closure is None else fingerprint(closure)), seed=spec.seed,
+                   small_sizes=tuple(spec["partial"]["small_size"]), system=system_from_spec(spec),
+                   scaling=spec["loss"]["scaling"], sweep=tuple(spec["loss"]["sweep"]), sigma=s["sigma"],
                    hidden=tuple(s["hidden"]), epochs=s["epochs"], batch_size=s["batch_size"],
                    learning_rate=s["learning_rate"], epsilon=str(s["epsilon"]), grid=s["grid"],
                    drift_estimator="euler" if closure is not None else estimator)
 
+    @property
+    def variants(self) -> tuple[str, ...]:
+        return variant_names(self.sweep)
+
     def loss_scaling(self, variant: str, small_size: int, tiles: int = 1) -> float:
-        """lambda: K (or the number of loss.scaling) for one evolved tile per pair, divided by the r tiles a
-        method pair averages (``pairs.tiles_per_pair``: K/r times the large system's covariance); 1 for the baseline."""
+        """lambda: K (or the number of loss.scaling; ``lambda=<x>``: x, the loss.sweep variants) for one evolved
+        tile per pair, divided by the r tiles a method pair averages (``pairs.tiles_per_pair``: K/r times the
+        large system's covariance); 1 for the baseline."""
         if variant == "baseline":
             return 1.0
-        lam = float((self.large_size // small_size) ** 2) if self.scaling == "K" else float(self.scaling)
+        if variant.startswith("lambda="):
+            lam = float(variant.split("=", 1)[1])
+        else:
+            lam = float(self.system.n_tiles(small_size)) if self.scaling == "K" else float(self.scaling)
         return lam / tiles
 
     @property
@@ -459,10 +419,10 @@ class FitSDE:
     @property
     def one_dimensional(self) -> bool:
         """A model with exact laws (Curie–Weiss: z = m): drift and diffusion are curves over a grid of m beside them."""
-        return glauber.MODEL_FACTS[self.model].exact_laws
+        return self.system.exact_laws
 
     def parts(self) -> tuple:
-        return _parts(self.small_sizes)
+        return _parts(self.variants, self.small_sizes)
 
     def training_pairs(self, tree: xr.DataTree, variant: str, small_size: int):
         """(z0, z1, dt, noise factor) the SDE of (variant, L_s) is fitted to.
@@ -482,11 +442,12 @@ class FitSDE:
         Sig = 5 lambda sigma sigma^T dt + eps I and sigma keeps its meaning.
         """
         ds = closure_pairs(tree, small_size)  # observables (+ learned latents)
-        z0, z1 = (ds["z0"], ds["z1"]) if variant == "method" else (ds["z0_small"], ds["z1_small"])
+        tile_pairs = variant == "baseline"
+        z0, z1 = (ds["z0_small"], ds["z1_small"]) if tile_pairs else (ds["z0"], ds["z1"])
         if self.drift_estimator != "richardson":
             return z0, z1, ds["dt"], 1.0
         pairs = tree["pairs"].to_dataset().sel(small_size=small_size)
-        half = z0 + pairs["increment_half"].values if variant == "method" else pairs["z_half_small"].values
+        half = pairs["z_half_small"].values if tile_pairs else z0 + pairs["increment_half"].values
         return z0, 4.0 * half - 2.0 * z0 - z1, ds["dt"], self.RICHARDSON_NOISE
 
     def compute_part(self, tree: xr.DataTree, part) -> dict:
@@ -495,7 +456,7 @@ class FitSDE:
         _single_thread()
         variant, Ls = part
         z0, z1, dt, noise = self.training_pairs(tree, variant, Ls)
-        key = (self.seed, stage_id(self.name), VARIANTS.index(variant), self.small_sizes.index(Ls))
+        key = (self.seed, stage_id(self.name), self.variants.index(variant), self.small_sizes.index(Ls))
         eps = self.epsilon_for(z1 - z0)
         model = SDEModel(**_model_kwargs(self.sigma, self.hidden, eps),
                          loss_scaling=noise * self.loss_scaling(variant, Ls, _tiles(tree, Ls)),
@@ -514,17 +475,16 @@ class FitSDE:
         return out
 
     def combine(self, tree: xr.DataTree, results) -> xr.Dataset:
-        S = self.small_sizes
-        N = self.large_size**2
-        res = [[results[(v, s)] for s in S] for v in VARIANTS]
-        out = xr.Dataset(coords={"variant": np.array(VARIANTS, dtype=object), "small_size": np.array(S, np.int64),
+        S, V = self.small_sizes, self.variants
+        res = [[results[(v, s)] for s in S] for v in V]
+        out = xr.Dataset(coords={"variant": np.array(V, dtype=object), "small_size": np.array(S, np.int64),
                                  "obs": np.array(state_names(tree), dtype=object), "epoch": np.arange(self.epochs),
                                  "bound": np.array(["low", "high"], dtype=object)})
         if self.one_dimensional:
             out = out.assign_coords(m=self.m_grid)
             self._grid_variables(out, res)
         out["loss_scaling"] = (("variant", "small_size"), np.array([[self.loss_scaling(v, s, _tiles(tree, s)) for s in S]
-                                                                  for v in VARIANTS]))
+                                                                  for v in V]))
         out["loss_scaling"].attrs["description"] = (
             "lambda (K / tiles_per_pair, or 1 for the baseline); the loss multiplies it by noise_factor "
             "(5 for the Richardson targets)")
@@ -544,26 +504,27 @@ class FitSDE:
             out[safe].attrs["state_key"] = key
         from ...learn.sde import STATE_FORMAT
 
-        out.attrs.update(model=self.model, sigma=self.sigma, hidden=list(self.hidden), epsilon=self.epsilon,
+        out.attrs.update(model=self.system.attrs()["model"], sigma=self.sigma, hidden=list(self.hidden), epsilon=self.epsilon,
                          epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate, scaling=self.scaling,
                          drift_estimator=self.drift_estimator,
                          noise_factor=self.RICHARDSON_NOISE if self.drift_estimator == "richardson" else 1.0,
-                         state_format=STATE_FORMAT, n_spins=N, upstream=self.upstream, time_unit=TIME_UNIT)
+                         state_format=STATE_FORMAT, n_sites=self.system.n_sites(), upstream=self.upstream,
+                         time_unit=self.system.time_unit, loss_sweep=[float(x) for x in self.sweep])
         return out
 
     def _grid_variables(self, out: xr.Dataset, res) -> None:
         """Curie–Weiss: learned and exact drift and diffusion over the m grid (REFERENCE §9)."""
-        m, N, S = self.m_grid, self.large_size**2, self.small_sizes
+        m, N, S, system = self.m_grid, self.system.n_sites(), self.small_sizes, self.system
         out["drift"] = (("variant", "small_size", "m"), np.array([[r["drift"] for r in row] for row in res]))
         out["drift"].attrs["description"] = "learned drift b(m) per unit time"
         out["diffusion"] = (("variant", "small_size", "m"), np.array([[r["diffusion"] for r in row] for row in res]))
         out["diffusion"].attrs["description"] = "learned sigma sigma^T (m): variance of an increment of m per unit time"
-        out["drift_exact"] = ("m", glauber.cw_drift(m, self.temperature, self.field))
+        out["drift_exact"] = ("m", system.drift_exact(m))
         out["drift_exact"].attrs["description"] = "a(m) = -m + tanh(beta (m + h)) (REFERENCE-002 §9)"
-        out["diffusion_exact"] = ("m", glauber.cw_diffusion(m, self.temperature, self.field, N))
+        out["diffusion_exact"] = ("m", system.diffusion_exact(m, N))
         out["diffusion_exact"].attrs["description"] = "(2/N)(1 - m tanh(beta (m + h))) of the large system, N = L**2"
         out["diffusion_exact_small"] = (("small_size", "m"), np.array(
-            [glauber.cw_diffusion(m, self.temperature, self.field, s * s) for s in S]))
+            [system.diffusion_exact(m, system.n_sites(s)) for s in S]))
         out["diffusion_exact_small"].attrs["description"] = "the small system's (2/N_s)(1 - m tanh(...)): what lambda = 1 recovers"
 
     def compute(self, tree: xr.DataTree) -> xr.Dataset:
@@ -596,14 +557,23 @@ def load_model(sde: xr.Dataset, variant: str, small_size: int):
 # ============================================================================= rollout
 @dataclass(frozen=True)
 class SDERollout:
-    """The ``rollout`` partitioned reduce: Euler–Maruyama ensembles of every fitted SDE from the truth's m0."""
+    """The ``rollout`` partitioned reduce: Euler–Maruyama ensembles of every fitted SDE from the truth's starts.
+
+    Beside the ensemble means it stores, per (start, save time), the biased MMD² between
+    the rollout ensemble and the truth ensemble (REFERENCE-002 §6), on states scaled by
+    the truth's within-ensemble spread (``mmd2``) and on raw states (``mmd2_raw``).
+    """
 
     upstream: str
     seed: int
     small_sizes: tuple[int, ...]
     paths: int = 200
     dt: float = 0.05
+    variants: tuple[str, ...] = VARIANTS
     name: str = field(default="rollout", kw_only=True)
+
+    #: save times per block of the MMD² evaluation (bounds the (paths x runs) kernel matrices held at once)
+    MMD_TIME_BLOCK: ClassVar[int] = 32
 
     @classmethod
     def from_spec(cls, spec, sde, truth) -> "SDERollout":
@@ -611,50 +581,86 @@ class SDERollout:
 
         r = spec["rollout"]
         return cls(upstream=fingerprint(sde) + fingerprint(truth), seed=spec.seed,
-                   small_sizes=tuple(spec["partial"]["small_size"]), paths=r["paths"], dt=r["dt"])
+                   small_sizes=tuple(spec["partial"]["small_size"]), paths=r["paths"], dt=r["dt"],
+                   variants=variant_names(spec["loss"]["sweep"]))
 
     def parts(self) -> tuple:
-        return _parts(self.small_sizes)
+        return _parts(self.variants, self.small_sizes)
 
     def compute_part(self, tree: xr.DataTree, part) -> dict:
         _single_thread()
         variant, Ls = part
         times = tree["truth"]["time"].values
-        start = truth_states(tree, Ls)[:, :, 0]  # (m0, replica, d): the truth runs' initial states
+        truth = truth_states(tree, Ls)  # (start, replica, time, d)
+        start = truth[:, :, 0]  # the truth runs' initial states
         P, R, d = start.shape
         save_every = int(round((times[1] - times[0]) / self.dt)) if len(times) > 1 else 1
         n_steps = save_every * (len(times) - 1)
         model = load_model(tree["sde"].to_dataset(), variant, Ls)
         z0 = start[:, np.arange(self.paths) % R].reshape(P * self.paths, d)  # the replicas' z(0), cycled
-        key = (self.seed, stage_id(self.name), VARIANTS.index(variant), self.small_sizes.index(Ls))
+        key = (self.seed, stage_id(self.name), self.variants.index(variant), self.small_sizes.index(Ls))
         paths = model.rollout(z0, self.dt, n_steps, key, save_every=save_every)  # (P paths, T, d)
         paths = paths.reshape(P, self.paths, len(times), d)
         late = paths[:, :, stationary_window(times)].mean(axis=2).reshape(-1, d)  # per-path time averages
+        scale = spread_scale(truth)
         return dict(mean=paths.mean(axis=1),
                     std=paths.std(axis=1, ddof=1) if self.paths > 1 else np.zeros_like(paths[:, 0]),
-                    stationary=late.mean(axis=0), stationary_se=late.std(axis=0, ddof=1) / np.sqrt(len(late)))
+                    stationary=late.mean(axis=0), stationary_se=late.std(axis=0, ddof=1) / np.sqrt(len(late)),
+                    mmd2=self._mmd2(paths / scale, truth / scale), mmd2_raw=self._mmd2(paths, truth), scale=scale)
+
+    def _mmd2(self, pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+        """(start, time) biased MMD² of pred (start, paths, time, d) against true (start, runs, time, d)."""
+        from ...learn.metrics import mmd2_biased
+
+        P, _, T, _ = pred.shape
+        out = np.empty((P, T))
+        for a in range(0, T, self.MMD_TIME_BLOCK):
+            b = min(T, a + self.MMD_TIME_BLOCK)
+            out[:, a:b] = mmd2_biased(pred[:, :, a:b].transpose(0, 2, 1, 3), true[:, :, a:b].transpose(0, 2, 1, 3))
+        return out
 
     def combine(self, tree: xr.DataTree, results) -> xr.Dataset:
         truth = tree["truth"].to_dataset()
-        S = self.small_sizes
-        res = [[results[(v, s)] for s in S] for v in VARIANTS]
-        out = xr.Dataset(coords={"variant": np.array(VARIANTS, dtype=object), "small_size": np.array(S, np.int64),
-                                 "m0": truth["m0"].values, "time": truth["time"].values,
+        S, V = self.small_sizes, self.variants
+        dim, coords = start_coords(truth)
+        res = [[results[(v, s)] for s in S] for v in V]
+        out = xr.Dataset(coords={"variant": np.array(V, dtype=object), "small_size": np.array(S, np.int64),
+                                 **coords, "time": truth["time"].values,
                                  "obs": np.array(state_names(tree), dtype=object)})
-        dims = ("variant", "small_size", "m0", "time", "obs")
+        dims = ("variant", "small_size", dim, "time", "obs")
         out["z_mean"] = (dims, np.array([[r["mean"] for r in row] for row in res]))
-        out["z_mean"].attrs["description"] = (f"ensemble mean of {self.paths} Euler-Maruyama paths per m0 (REFERENCE-002 §0), "
-                                              "started from the truth runs' z(0)")
+        out["z_mean"].attrs["description"] = (f"ensemble mean of {self.paths} Euler-Maruyama paths per start "
+                                              "(REFERENCE-002 §0), started from the truth runs' z(0)")
+        out["mmd2"] = (("variant", "small_size", dim, "time"), np.array([[r["mmd2"] for r in row] for row in res]))
+        out["mmd2"].attrs["description"] = (
+            "biased MMD^2 (RBF bandwidths 0.25 ... 8 averaged, REFERENCE-002 §6) between the rollout ensemble and the "
+            "truth runs at each save time, every state variable divided by mmd2_scale (the truth's mean "
+            "within-ensemble s.d.: the kernels then see the spread lambda controls)")
+        out["mmd2_raw"] = (("variant", "small_size", dim, "time"), np.array([[r["mmd2_raw"] for r in row] for row in res]))
+        out["mmd2_raw"].attrs["description"] = "the same on unscaled states (the authors' latents are z-scored)"
+        out["mmd2_scale"] = (("small_size", "obs"), np.array([res[0][j]["scale"] for j in range(len(S))]))
         out["z_std"] = (dims, np.array([[r["std"] for r in row] for row in res]))
         out["stationary_mean"] = (("variant", "small_size", "obs"), np.array([[r["stationary"] for r in row] for row in res]))
         out["stationary_mean"].attrs["description"] = "mean of z over the second half of the runs, all paths and m0"
         out["stationary_se"] = (("variant", "small_size", "obs"), np.array([[r["stationary_se"] for r in row] for row in res]))
         out["stationary_se"].attrs["description"] = "standard error of stationary_mean (per-path time averages are independent)"
-        out.attrs.update(paths=self.paths, dt=self.dt, upstream=self.upstream, time_unit=TIME_UNIT)
+        out.attrs.update(paths=self.paths, dt=self.dt, upstream=self.upstream, time_unit=truth.attrs["time_unit"])
         return out
 
     def compute(self, tree: xr.DataTree) -> xr.Dataset:
         return self.combine(tree, {p: self.compute_part(tree, p) for p in self.parts()})
+
+
+def start_coords(truth: xr.Dataset) -> tuple[str, dict]:
+    """The truth's start dimension (``m0`` for spins, ``start`` for predator-prey) and its coordinates."""
+    dim = truth["z"].dims[0]
+    return dim, {name: c.variable for name, c in truth.coords.items() if c.dims == (dim,)}
+
+
+def spread_scale(states: np.ndarray) -> np.ndarray:
+    """(d,) mean over starts and times of the ensemble s.d. of states (start, replica, time, d); 1 where it is 0."""
+    sd = states.std(axis=1, ddof=1).mean(axis=(0, 1)) if states.shape[1] > 1 else np.zeros(states.shape[-1])
+    return np.where(sd > 0, sd, 1.0)
 
 
 def stationary_window(times: np.ndarray) -> np.ndarray:
@@ -673,16 +679,14 @@ class Evaluation:
     """The ``evaluation`` reduce: errors of every fitted SDE against the exact laws and the large-system runs."""
 
     upstream: str
-    temperature: float
-    field: float
+    system: Any
     name: str = field(default="evaluation", kw_only=True)
 
     @classmethod
     def from_spec(cls, spec, *stages) -> "Evaluation":
         from ...engine.types import fingerprint
 
-        return cls(upstream="".join(fingerprint(s) for s in stages), temperature=spec["micro"]["temperature"],
-                   field=spec["micro"]["field"])
+        return cls(upstream="".join(fingerprint(s) for s in stages), system=system_from_spec(spec))
 
     def compute(self, tree: xr.DataTree) -> xr.Dataset:
         sde = tree["sde"].to_dataset().load()
@@ -691,18 +695,28 @@ class Evaluation:
         pairs = tree["pairs"].to_dataset().load()
         # each L_s in its own closure space (learned latents differ between L_s; REFERENCE §6)
         true_mean = np.stack([truth_states(tree, int(s)).mean(axis=1).transpose(0, 2, 1)
-                              for s in sde["small_size"].values])  # (small_size, m0, obs, time)
-        pred_mean = roll["z_mean"].transpose("variant", "small_size", "m0", "obs", "time").values
+                              for s in sde["small_size"].values])  # (small_size, start, obs, time)
+        dim, coords = start_coords(truth)
+        pred_mean = roll["z_mean"].transpose("variant", "small_size", dim, "obs", "time").values
         err = (pred_mean - true_mean[None]) ** 2
         true_mean = true_mean[None]
         out = xr.Dataset(coords={"variant": sde["variant"].values, "small_size": sde["small_size"].values,
-                                 "m0": truth["m0"].values, "obs": truth["obs"].values, "state": roll["obs"].values})
-        per_m0 = err.sum(axis=(-2, -1)) / (true_mean**2).sum(axis=(-2, -1))
-        out["relative_error_per_m0"] = (("variant", "small_size", "m0"), per_m0)
-        out["relative_error"] = (("variant", "small_size"), per_m0.mean(axis=-1))
+                                 **coords, "obs": truth["obs"].values, "state": roll["obs"].values})
+        per_start = err.sum(axis=(-2, -1)) / (true_mean**2).sum(axis=(-2, -1))
+        out["relative_error_per_start"] = (("variant", "small_size", dim), per_start)
+        out["relative_error"] = (("variant", "small_size"), per_start.mean(axis=-1))
         out["relative_error"].attrs["description"] = (
-            "REFERENCE-002 §6: per m0 sum_(t, obs) (mean_pred - mean_true)^2 / sum_(t, obs) mean_true^2 over the save "
-            "times and closure variables, mean over m0")
+            "REFERENCE-002 §6: per start sum_(t, obs) (mean_pred - mean_true)^2 / sum_(t, obs) mean_true^2 over the "
+            "save times and closure variables, mean over the starts")
+        if "mmd2" in roll:
+            out["mmd2"] = roll["mmd2"].mean((dim, "time"))
+            out["mmd2"].attrs["description"] = ("biased MMD^2 of rollout vs truth ensembles (spread-scaled states), "
+                                                "mean over save times and starts (REFERENCE-002 §6)")
+            out["mmd2_raw"] = roll["mmd2_raw"].mean((dim, "time"))
+            late = stationary_window(truth["time"].values)
+            out["mmd2_stationary"] = roll["mmd2"].isel(time=late).mean((dim, "time"))
+            out["mmd2_stationary"].attrs["description"] = "mmd2 over the second half of the runs only"
+        self._spread(out, tree, roll, dim)
         out["relative_error_per_state"] = (("variant", "small_size", "state"),
                                            (err.sum(axis=-1) / (true_mean**2).sum(axis=-1)).mean(axis=2))
         out["relative_error_per_state"].attrs["description"] = (
@@ -715,17 +729,33 @@ class Evaluation:
         self._dt_halving(out, pairs, sde, tree)
         self._upsampling_shift(out, pairs)
         out.attrs.update(upstream=self.upstream, pair_duration=float(pairs.attrs["pair_duration"]),
-                         n_spins=int(sde.attrs["n_spins"]), drift_estimator=sde.attrs.get("drift_estimator", "euler"))
+                         n_sites=_n_sites(sde), drift_estimator=sde.attrs.get("drift_estimator", "euler"))
         return out
+
+    @staticmethod
+    def _spread(out: xr.Dataset, tree: xr.DataTree, roll: xr.Dataset, dim: str) -> None:
+        """Ensemble spread of the rollouts over the truth's, per state variable, over the second half of the runs:
+        the quantity lambda controls (1 for lambda = K if the closure is right, about sqrt(K) for lambda = 1)."""
+        times = tree["truth"]["time"].values
+        late = stationary_window(times)
+        ratio = np.empty((roll.sizes["variant"], roll.sizes["small_size"], roll.sizes["obs"]))
+        for j, Ls in enumerate(roll["small_size"].values):
+            true_sd = truth_states(tree, int(Ls))[:, :, late].std(axis=1, ddof=1).mean(axis=(0, 1))
+            pred_sd = roll["z_std"].isel(small_size=j, time=late).mean((dim, "time")).transpose("variant", "obs").values
+            ratio[:, j] = pred_sd / true_sd
+        out["spread_ratio"] = (("variant", "small_size", "state"), ratio)
+        out["spread_ratio"].attrs["description"] = (
+            "s.d. of the rollout ensemble / s.d. of the truth runs, per state variable, mean over the starts and the "
+            "second half of the save times")
 
     @staticmethod
     def _stationary(out: xr.Dataset, truth: xr.Dataset, roll: xr.Dataset) -> None:
         """Stationary means of the large-system runs and of the rollouts over the second half of the runs."""
-        late = truth["z"].values[:, :, stationary_window(truth["time"].values)].mean(axis=2)  # (m0, replica, obs)
+        late = truth["z"].values[:, :, stationary_window(truth["time"].values)].mean(axis=2)  # (start, replica, obs)
         late = late.reshape(-1, late.shape[-1])
         out["stationary_truth"] = ("obs", late.mean(axis=0))
         out["stationary_truth_se"] = ("obs", late.std(axis=0, ddof=1) / np.sqrt(len(late)))
-        out["stationary_truth"].attrs["description"] = "large-system z averaged over t >= t_end/2, all runs and m0"
+        out["stationary_truth"].attrs["description"] = "large-system z averaged over t >= t_end/2, all runs and starts"
         phys = truth["obs"].values
         out["stationary_model"] = roll["stationary_mean"].sel(obs=phys)
         out["stationary_model_se"] = roll["stationary_se"].sel(obs=phys)
@@ -742,7 +772,7 @@ class Evaluation:
         0.642 for Ising at T = 2.5, h = 0.1 (REFERENCE §9); lambda = K should recover
         it, lambda = 1 gives about K times more.
         """
-        N = int(sde.attrs["n_spins"])
+        N = _n_sites(sde)
         late = stationary_window(tree["truth"]["time"].values)
         vals = np.empty((sde.sizes["variant"], sde.sizes["small_size"]))
         for j, s in enumerate(sde["small_size"].values):
@@ -774,9 +804,7 @@ class Evaluation:
         out["sigma2_ratio"].attrs["description"] = (
             "mean over the visited range of learned sigma^2(m) / (2/N)(1 - m tanh(beta(m+h))), N = L**2: "
             "1 for the method (lambda = K), K for the baseline (lambda = 1)")
-        N = int(sde.attrs["n_spins"])
-        law = glauber.cw_stationary_law(N, self.temperature, self.field)
-        out["stationary_exact"] = ("obs", [float(np.sum(law[0] * law[1]))])
+        out["stationary_exact"] = ("obs", [self.system.stationary_exact()])
         out["stationary_exact"].attrs["description"] = "exact stationary <m> of the N-spin Curie-Weiss chain"
 
     def _dt_halving(self, out: xr.Dataset, pairs: xr.Dataset, sde: xr.Dataset, tree: xr.DataTree) -> None:
@@ -788,13 +816,16 @@ class Evaluation:
         the drift is fitted to). A variable that relaxes at rate r within the tile gives
         ~ 1 - r dt/4; a fast variable (Ising rho_dw) may show a bias a slow one (m) does not.
         """
+        if "increment_half" not in pairs:  # the system could not observe the runs inside (pair_attrs says why)
+            out.attrs["pair_duration_check"] = "not available: the tile runs were not observed at dt/4 and dt/2"
+            return
         full_inc = (pairs["z1"] - pairs["z0"]).values  # (small_size, replica, obs)
         half_inc = pairs["increment_half"].values
         z0 = pairs["z0"].values
         w = np.empty_like(z0)
         for j, Ls in enumerate(pairs["small_size"].values):
             if "drift_exact" in sde:
-                w[j] = glauber.cw_drift(z0[j], self.temperature, self.field)
+                w[j] = self.system.drift_exact(z0[j])
             else:
                 state = closure_pairs(tree, int(Ls))["z0"]  # the model's input: observables (+ latents)
                 w[j] = load_model(sde, "method", int(Ls)).drift(state)[:, : z0.shape[-1]]
@@ -873,6 +904,11 @@ class Evaluation:
         if flagged:
             warnings.warn(f"the upsampling relaxation moves the magnetisation ({'; '.join(flagged)}): lower "
                           "upsampling.window_time", UpsamplingWarning, stacklevel=2)
+
+
+def _n_sites(sde: xr.Dataset) -> int:
+    """Sites of the large system (``n_spins`` in stores written before the systems were generic)."""
+    return int(sde.attrs["n_sites"] if "n_sites" in sde.attrs else sde.attrs["n_spins"])
 
 
 def _ratio_and_relative_se(x: np.ndarray, y: np.ndarray):

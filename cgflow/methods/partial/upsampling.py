@@ -33,16 +33,29 @@ REFERENCE §8.5), which leaves seams.
 
 :func:`hierarchical_upsample` also reproduces the authors' pool step: at every
 level it draws the batch with replacement from the current pool. Model-agnostic
-through :class:`~cgflow.methods.partial.evolution.PatchModel`; no Dask, no I/O.
+through :class:`RelaxingPatchModel` (a :class:`~cgflow.methods.partial.evolution.PatchModel` that refines and relaxes); no Dask, no I/O.
 """
 
 from __future__ import annotations
 
 from numbers import Integral
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from .evolution import PatchModel, _check_model
+
+
+@runtime_checkable
+class RelaxingPatchModel(PatchModel, Protocol):
+    """A :class:`PatchModel` that hierarchical upsampling can refine and relax (lattice models)."""
+
+    def refine(self, snapshots) -> np.ndarray:
+        """Refine each snapshot to twice the linear size."""
+
+    def relax_windows(self, lattices, window: int, stride: int, n_events: int, boundary: str, rng,
+                      duration=None):
+        """Local relaxation in overlapping windows, n_events or a fixed duration each: (lattices, elapsed)."""
 
 __all__ = ["check_upsampling", "hierarchical_upsample", "upsample_level"]
 
@@ -96,11 +109,11 @@ def check_upsampling(small_size: int, target_size: int, window: int = 16, stride
     return levels
 
 
-def upsample_level(snapshots, model: PatchModel, rng, window: int = 16, stride: int = 8,
+def upsample_level(snapshots, model: RelaxingPatchModel, rng, window: int = 16, stride: int = 8,
                    events_per_window: int = 256, boundary: str = "frozen", clock: str = "time",
                    window_time: float = 16.0) -> np.ndarray:
     """One level: refine (B, L, L) -> (B, 2L, 2L) and relax in sequential windows."""
-    _check_model(model)
+    _check_model(model, RelaxingPatchModel)
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     snaps = np.asarray(snapshots)
@@ -113,7 +126,7 @@ def upsample_level(snapshots, model: PatchModel, rng, window: int = 16, stride: 
     return relaxed
 
 
-def hierarchical_upsample(pool, target_size: int, model: PatchModel, rng, n_out: int | None = None,
+def hierarchical_upsample(pool, target_size: int, model: RelaxingPatchModel, rng, n_out: int | None = None,
                           window: int = 16, stride: int = 8, events_per_window: int = 256,
                           boundary: str = "frozen", resample: bool = True, clock: str = "time",
                           window_time: float = 16.0) -> np.ndarray:
@@ -125,7 +138,7 @@ def hierarchical_upsample(pool, target_size: int, model: PatchModel, rng, n_out:
         Small-system snapshots (not modified).
     target_size : int
         L, a power-of-two multiple of L_s (L = L_s returns a copy, or a resample).
-    model : PatchModel
+    model : RelaxingPatchModel
     rng : numpy.random.Generator
     n_out : int, optional
         Snapshots produced per level (default P).
@@ -143,7 +156,7 @@ def hierarchical_upsample(pool, target_size: int, model: PatchModel, rng, n_out:
     -------
     ndarray of int8, shape (n_out, L, L)
     """
-    _check_model(model)
+    _check_model(model, RelaxingPatchModel)
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     cur = np.asarray(pool)

@@ -1,0 +1,345 @@
+"""The physical systems the stages of method ``partial`` run on (seed 002, REFERENCE-002 §1–§3).
+
+The stages (:mod:`.stages`) know no model: they ask a *system* for everything
+physical -- small-system runs, upsampling, random large states, the large-system
+test runs, where a tile goes back into a lattice, and the model's patch
+numerics (:class:`~.evolution.PatchModel`). A system is a frozen dataclass (its
+fields are the stages' parameters, fingerprinted with them) built from the spec by
+:func:`system_from_spec`:
+
+* :class:`SpinSystem` -- heat-bath Glauber Curie–Weiss and 2-D Ising
+  (:mod:`cgflow.micro.glauber`; ``micro.model: curie_weiss | ising2d``);
+* :class:`PredatorPreySystem` -- the stochastic predator–prey SPDE
+  (:mod:`cgflow.micro.predator_prey`; ``micro.model: predator_prey``).
+
+States are arrays of shape (B, *state_shape(size)); ``small_size`` is the size a
+small system is simulated at, ``tile_size(small_size)`` the side of the tiles of
+the partial evolution (equal for the spins; the predator–prey tiles are K = 5
+tiles of the large grid, whatever n_s is, REFERENCE §2).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ...micro import glauber
+from ...micro import predator_prey as pp
+from .upsampling import hierarchical_upsample
+
+__all__ = ["PredatorPreySystem", "SpinSystem", "SYSTEMS", "system_from_spec"]
+
+SPIN_TIME_UNIT = "attempts per spin (every spin attempts a flip at rate 1); not the authors' sweep time"
+
+
+def _coords_1d(dim: str, values: dict) -> dict:
+    return {name: (dim, np.asarray(v)) for name, v in values.items()}
+
+
+# ============================================================================= spins
+@dataclass(frozen=True)
+class SpinSystem:
+    """Curie–Weiss or 2-D Ising heat-bath Glauber dynamics on an L x L lattice (REFERENCE-002 §1b).
+
+    Parameters
+    ----------
+    model : {"curie_weiss", "ising2d"}
+    temperature, field : float
+    size : int
+        L of the large system (N = L**2).
+    boundary : {"frozen", "periodic"}
+        Patch boundary of the tile runs and the relaxation windows.
+    window, stride, window_time
+        Upsampling relaxation windows (:func:`~.upsampling.hierarchical_upsample`).
+    starts : tuple of float
+        Initial magnetisations m0 of the large-system test runs.
+    """
+
+    model: str
+    temperature: float
+    field: float
+    size: int
+    boundary: str = "frozen"
+    window: int = 16
+    stride: int = 8
+    window_time: float = 1.0
+    starts: tuple = (0.0, 0.25, -0.25, 0.5, -0.5)
+
+    state_dims: ClassVar[tuple[str, ...]] = ("row", "col")
+    state_dtype: ClassVar[type] = np.int8
+    start_dim: ClassVar[str] = "m0"
+    time_unit: ClassVar[str] = SPIN_TIME_UNIT
+    #: ``partial.random_fraction``'s random large states: m0 ~ U(-1, 1) shuffles (the authors', §3).
+    random_state_text: ClassVar[str] = "random large configuration (m0 ~ U(-1, 1))"
+
+    @classmethod
+    def from_spec(cls, spec) -> "SpinSystem":
+        m, u = spec["micro"], spec["upsampling"]
+        return cls(model=m["model"], temperature=m["temperature"], field=m["field"], size=m["size"],
+                   boundary=spec["partial"]["boundary"], window=u["window"], stride=u["stride"],
+                   window_time=u["window_time"], starts=tuple(spec["truth"]["initial"]))
+
+    # ------------------------------------------------------------------ facts
+    def params(self, size: int | None = None) -> glauber.GlauberParams:
+        return glauber.GlauberParams(self.model, self.temperature, self.field, self.size if size is None else size)
+
+    @property
+    def patch_model(self) -> glauber.GlauberParams:
+        """The large system's :class:`~.evolution.PatchModel`."""
+        return self.params()
+
+    @property
+    def observable_names(self) -> tuple:
+        return glauber.MODEL_FACTS[self.model].observables
+
+    @property
+    def exact_laws(self) -> bool:
+        """Drift and diffusion of m known in closed form (Curie–Weiss)."""
+        return glauber.MODEL_FACTS[self.model].exact_laws
+
+    def state_shape(self, size: int | None = None) -> tuple:
+        L = self.size if size is None else size
+        return (L, L)
+
+    def n_sites(self, size: int | None = None) -> int:
+        return (self.size if size is None else size) ** 2
+
+    def tile_size(self, small_size: int) -> int:
+        return int(small_size)
+
+    def n_tiles(self, small_size: int) -> int:
+        """K = (L/L_s)**2."""
+        return (self.size // self.tile_size(small_size)) ** 2
+
+    def record_times(self, duration: float) -> list[float]:
+        """Times inside a tile run of ``duration`` at which it is also observed (Richardson drift, checks)."""
+        return [duration / 4, duration / 2]
+
+    def attrs(self) -> dict:
+        return dict(model=self.model, temperature=self.temperature, field=self.field, large_size=self.size,
+                    n_sites=self.n_sites(), n_spins=self.n_sites(), time_unit=self.time_unit)
+
+    def pair_attrs(self) -> dict:
+        """What the ``pairs`` group records about how its large states and tile runs were made."""
+        return dict(boundary=self.boundary, upsampling="2 x 2 replication + windowed relaxation",
+                    upsampling_window=self.window, upsampling_stride=self.stride,
+                    upsampling_window_time=self.window_time, upsampling_clock="time")
+
+    def start_coords(self) -> dict:
+        return {self.start_dim: np.array(self.starts, dtype=float)}
+
+    # ------------------------------------------------------------------ runs
+    def small_snapshots(self, n_runs: int, per_run: int, interval: float, small_size: int, rng) -> np.ndarray:
+        """(n_runs * per_run, L_s, L_s): runs from the authors' m0 ~ U(-1, 1) shuffles, a snapshot every interval."""
+        small = self.params(small_size)
+        start = glauber.random_spins(n_runs, small_size, rng)
+        pool = np.empty((n_runs, per_run, small_size, small_size), dtype=np.int8)
+        for r in range(n_runs):  # one kernel call per saved snapshot
+            s = start[r]
+            pool[r, 0] = s
+            for k in range(1, per_run):
+                s, _ = glauber.run_time(s, [interval], small, rng)
+                pool[r, k] = s
+        return pool.reshape(-1, small_size, small_size)
+
+    def observables(self, states, size: int | None = None) -> np.ndarray:
+        return glauber.observables(states, self.params(size))
+
+    def upsample(self, pool, rng) -> np.ndarray:
+        """Hierarchical 2 x 2 replication and windowed relaxation to L, in order (REFERENCE §3)."""
+        return hierarchical_upsample(pool, self.size, self.params(), rng, window=self.window, stride=self.stride,
+                                     boundary=self.boundary, window_time=self.window_time, resample=False)
+
+    def random_states(self, n: int, rng) -> np.ndarray:
+        return glauber.random_spins(n, self.size, rng)
+
+    def test_runs(self, start: int, n: int, times, rng, keep_states: bool):
+        """Large-system runs from start ``start``: z (n, T, d) at ``times`` and, if asked, the states (n, T, L, L)."""
+        p = self.params()
+        spins = glauber.random_spins(n, self.size, rng, m0=self.starts[start])
+        if not keep_states:
+            return np.stack([glauber.run_time(s, times, p, rng)[1] for s in spins]), None  # one kernel call per run
+        # one kernel call per save interval (exact in law: the pending event is memoryless)
+        snaps = np.empty((n, len(times)) + spins.shape[1:], np.int8)
+        z = np.empty((n, len(times), len(self.observable_names)))
+        for r, s in enumerate(spins):
+            snaps[r, 0], z[r, 0] = s, glauber.observables(s, p)
+            for k in range(1, len(times)):
+                s, obs = glauber.run_time(s, [times[k] - times[k - 1]], p, rng)
+                snaps[r, k], z[r, k] = s, obs[0]
+        return z, snaps
+
+    def test_run_text(self) -> str:
+        return "int((1 + m0) N / 2) up spins, uniformly shuffled"
+
+    def place_tiles(self, states, tiles, tile_states, small_size: int) -> np.ndarray:
+        """A copy of ``states`` with tile ``tiles[b]`` of state b replaced by ``tile_states[b]``."""
+        after = np.array(states, copy=True)
+        Ls = self.tile_size(small_size)
+        nt = self.size // Ls
+        for b, (I, tile) in enumerate(zip(tiles, tile_states)):
+            r, c = (I // nt) * Ls, (I % nt) * Ls
+            after[b, r:r + Ls, c:c + Ls] = tile
+        return after
+
+    # ------------------------------------------------------------------ exact laws (Curie–Weiss, REFERENCE §9)
+    def drift_exact(self, m):
+        return glauber.cw_drift(m, self.temperature, self.field)
+
+    def diffusion_exact(self, m, n_sites: int):
+        return glauber.cw_diffusion(m, self.temperature, self.field, n_sites)
+
+    def stationary_exact(self) -> float:
+        law = glauber.cw_stationary_law(self.n_sites(), self.temperature, self.field)
+        return float(np.sum(law[0] * law[1]))
+
+    def warmup(self) -> None:
+        glauber.warmup()
+
+
+# ============================================================================= predator–prey
+@dataclass(frozen=True)
+class PredatorPreySystem:
+    """The stochastic predator–prey SPDE on n cells (REFERENCE-002 §1a, §2, §3).
+
+    Parameters
+    ----------
+    params : PredatorPreyParams
+    size : int
+        n of the large grid (200 in the paper).
+    tile : int
+        Cells per partial-evolution tile (40 in the paper: K = 5 tiles of the large grid).
+    starts : tuple of (m, k)
+        Initial conditions u = m + k cos(10 pi x), v = 1 - m - k cos(10 pi x) of the test runs.
+    train_m, train_k : (low, high)
+        The uniform ranges of m and k of the small-system runs (the authors' U(.45, .55), U(.05, .15)).
+    """
+
+    params: pp.PredatorPreyParams
+    size: int = 200
+    tile: int = 40
+    starts: tuple = tuple((m, k) for m in (0.45, 0.5, 0.55) for k in (0.05, 0.1, 0.15))
+    train_m: tuple = (0.45, 0.55)
+    train_k: tuple = (0.05, 0.15)
+
+    state_dims: ClassVar[tuple[str, ...]] = ("species", "cell")
+    state_dtype: ClassVar[type] = np.float64
+    start_dim: ClassVar[str] = "start"
+    observable_names: ClassVar[tuple] = ("u", "v")
+    exact_laws: ClassVar[bool] = False
+    boundary: ClassVar[str] = "frozen"  # ghost cells from the frozen neighbours (REFERENCE §2)
+    time_unit: ClassVar[str] = "model time of the SPDE (Euler-Maruyama steps of micro.dt)"
+    random_state_text: ClassVar[str] = "random large initial state (m ~ U(train_m), k ~ U(train_k))"
+
+    @classmethod
+    def from_spec(cls, spec) -> "PredatorPreySystem":
+        m, t = spec["micro"], spec["truth"]
+        params = pp.PredatorPreyParams(a=m["a"], b=m["b"], noise=m["noise"], dt=m["dt"], diffusion=m["diffusion"],
+                                       laplacian=m["laplacian"])
+        starts = tuple((float(a), float(b)) for a in t["m"] for b in t["k"])
+        return cls(params=params, size=m["size"], tile=spec["partial"]["tile_size"], starts=starts,
+                   train_m=tuple(m["train_m"]), train_k=tuple(m["train_k"]))
+
+    @property
+    def patch_model(self) -> pp.PredatorPreyPatchModel:
+        return pp.PredatorPreyPatchModel(self.params)
+
+    def state_shape(self, size: int | None = None) -> tuple:
+        return (2, self.size if size is None else size)
+
+    def n_sites(self, size: int | None = None) -> int:
+        return self.size if size is None else size
+
+    def tile_size(self, small_size: int) -> int:
+        return self.tile
+
+    def n_tiles(self, small_size: int) -> int:
+        return self.size // self.tile
+
+    def steps(self, duration: float) -> int | None:
+        """Euler–Maruyama steps in ``duration``, or None if it is not a whole number of steps."""
+        q = duration / self.params.dt
+        return int(round(q)) if round(q) >= 1 and math.isclose(q, round(q), rel_tol=1e-9) else None
+
+    def record_times(self, duration: float) -> list[float] | None:
+        """[duration/4, duration/2] if both are whole numbers of steps (else the run cannot be observed there)."""
+        rec = [duration / 4, duration / 2]
+        return rec if all(self.steps(t) is not None for t in rec) else None
+
+    def attrs(self) -> dict:
+        p = self.params
+        return dict(model="predator_prey", a=p.a, b=p.b, noise=p.noise, dt=p.dt, diffusion=p.diffusion,
+                    laplacian=p.laplacian, large_size=self.size, tile_size=self.tile, n_sites=self.size,
+                    time_unit=self.time_unit)
+
+    def pair_attrs(self) -> dict:
+        return dict(boundary=self.boundary, upsampling="linear interpolation n_s -> n (no relaxation)",
+                    tile_runs="Euler-Maruyama steps of one tile, one ghost cell per side from the frozen neighbours",
+                    training_m=list(self.train_m), training_k=list(self.train_k))
+
+    def start_coords(self) -> dict:
+        s = np.array(self.starts, dtype=float).reshape(-1, 2)
+        return {self.start_dim: np.arange(len(s)), "m": (self.start_dim, s[:, 0]), "k": (self.start_dim, s[:, 1])}
+
+    def _initial(self, n: int, size: int, rng) -> np.ndarray:
+        m = rng.uniform(*self.train_m, size=n)
+        k = rng.uniform(*self.train_k, size=n)
+        return pp.initial_state(size, m, k)
+
+    # ------------------------------------------------------------------ runs
+    def small_snapshots(self, n_runs: int, per_run: int, interval: float, small_size: int, rng) -> np.ndarray:
+        """(n_runs * per_run, 2, n_s): runs from random (m, k), a snapshot every ``interval`` (whole steps)."""
+        every = self.steps(interval)
+        if every is None:
+            raise ValueError(f"partial.snapshot_interval = {interval:g} must be a whole number of micro.dt = "
+                             f"{self.params.dt:g}")
+        x = self._initial(n_runs, small_size, rng)
+        out = self.params.simulate(x, every * (per_run - 1), rng, save_every=every)  # (runs, per_run, 2, n_s)
+        return out.reshape(-1, 2, small_size)
+
+    def observables(self, states, size: int | None = None) -> np.ndarray:
+        return np.asarray(states, dtype=np.float64).mean(axis=-1)
+
+    def upsample(self, pool, rng) -> np.ndarray:
+        """Linear interpolation n_s -> n (REFERENCE §3; no relaxation)."""
+        n_s = np.asarray(pool).shape[-1]
+        return pp.upsample(pool, self.size // n_s)
+
+    def random_states(self, n: int, rng) -> np.ndarray:
+        return self._initial(n, self.size, rng)
+
+    def test_runs(self, start: int, n: int, times, rng, keep_states: bool):
+        """Direct n-cell runs from start ``start``: z (n, T, 2) spatial means at ``times`` (+ states (n, T, 2, n))."""
+        m, k = self.starts[start]
+        times = np.asarray(times, dtype=float)
+        every = self.steps(times[1] - times[0]) if len(times) > 1 else 1
+        if every is None or not np.allclose(times, times[0] + every * self.params.dt * np.arange(len(times))):
+            raise ValueError(f"truth save times must be evenly spaced whole numbers of micro.dt = {self.params.dt:g}")
+        x = pp.initial_state(self.size, np.full(n, m), np.full(n, k))
+        states = self.params.simulate(x, every * (len(times) - 1), rng, save_every=every)
+        return states.mean(axis=-1), (states if keep_states else None)
+
+    def test_run_text(self) -> str:
+        return "u = m + k cos(10 pi x), v = 1 - m - k cos(10 pi x) (REFERENCE-002 §1a)"
+
+    def place_tiles(self, states, tiles, tile_states, small_size: int) -> np.ndarray:
+        after = np.array(states, copy=True)
+        w = self.tile
+        for b, (I, tile) in enumerate(zip(tiles, tile_states)):
+            after[b, :, I * w:(I + 1) * w] = tile
+        return after
+
+    def warmup(self) -> None:
+        pass
+
+
+#: ``micro.model`` -> the system class (the partial method's registry of physical systems).
+SYSTEMS: dict[str, Any] = {"curie_weiss": SpinSystem, "ising2d": SpinSystem, "predator_prey": PredatorPreySystem}
+
+
+def system_from_spec(spec):
+    """The system of ``micro.model`` with the spec's parameters."""
+    return SYSTEMS[spec["micro"]["model"]].from_spec(spec)

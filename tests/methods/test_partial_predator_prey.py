@@ -1,0 +1,106 @@
+"""Method ``partial`` on the predator–prey SPDE (issue 12; REFERENCE-002 §1a, §2, §3, §6): the same stages as the
+spins, run end to end at a small size, and its spec checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cgflow import open_run
+from cgflow.engine import check_stage
+from cgflow.methods.partial.stages import PairSweep, TruthRuns
+from cgflow.methods.partial.systems import PredatorPreySystem
+from cgflow.micro.predator_prey import PredatorPreyParams
+
+from ..conftest import run_spec
+
+# n = 40 cells, n_s = 20, K = 5 tiles of 8 cells; one Euler-Maruyama step per pair (the authors')
+SPEC = """\
+name: pp-test
+method: partial
+seed: 11
+micro: {model: predator_prey, size: 40}
+partial: {small_size: 20, tile_size: 8, pairs: 4096, block: 1024, snapshots_per_run: 32, snapshot_interval: 1.0}
+loss: {scaling: K, sweep: [1, 5]}
+sde: {epochs: 40, batch_size: 256, hidden: [32, 32]}
+truth: {m: [0.45, 0.55], k: [0.1], runs: 20, block: 10, t_end: 30.0, save_every: 0.5}
+rollout: {paths: 50, dt: 0.01}
+"""
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return run_spec(SPEC, tmp_path_factory.mktemp("pp"))[0]
+
+
+def test_layout_and_variants(store):
+    tree = open_run(store)
+    assert set(tree.children) >= {"pairs", "truth", "sde", "rollout", "evaluation"} and "closure" not in tree.children
+    pairs, truth = tree["pairs"], tree["truth"]
+    assert list(pairs["n_tiles"].values) == [5] and list(pairs["tiles_per_pair"].values) == [1]
+    assert np.all(pairs["dt"].values == 0.01) and list(pairs["obs"].values) == ["u", "v"]
+    assert "increment_half" not in pairs  # a one-step run cannot be observed inside
+    assert truth["z"].dims == ("start", "replica", "time", "obs")
+    assert list(truth["m"].values) == [0.45, 0.55] and list(truth["k"].values) == [0.1, 0.1]
+    # the test runs start exactly at u = m + k cos(10 pi x): spatial mean m (cos sums to 0 over whole periods)
+    np.testing.assert_allclose(truth["z"].values[:, :, 0, 0], np.broadcast_to([[0.45], [0.55]], (2, 20)), atol=1e-12)
+    sde = tree["sde"]
+    assert list(sde["variant"].values) == ["method", "baseline", "lambda=1", "lambda=5"]
+    np.testing.assert_array_equal(sde["loss_scaling"].values[:, 0], [5.0, 1.0, 1.0, 5.0])
+    ev = tree["evaluation"]
+    for var in ("relative_error", "mmd2", "mmd2_stationary", "spread_ratio"):
+        assert np.all(np.isfinite(ev[var].values)), var
+    assert tree["rollout"]["mmd2"].dims == ("variant", "small_size", "start", "time")
+    assert ev.attrs["pair_duration_check"].startswith("not available")
+
+
+def test_lambda_k_recovers_the_large_systems_noise(store):
+    """The central claim on the SPDE, exactly: the spatial mean of u over n cells has variance noise**2 dt / n per step
+    (independent cell noise), so n sigma_uu**2 = noise**2 = 4e-4 for the large system; lambda = K learns it from
+    one-tile pairs, lambda = 1 learns K times more (REFERENCE-002 §0). Tolerance: 4 standard errors of a variance
+    estimated from the 4096 pairs (sqrt(2/4096) = 2.2% each) plus 10% for the network's fit."""
+    ev = open_run(store)["evaluation"]
+    ns2 = ev["n_sigma2_m_at_stationary"].sel(small_size=20)
+    exact = PredatorPreyParams().noise ** 2
+    tol = 4 * np.sqrt(2 / 4096) + 0.10
+    for v in ("method", "lambda=5"):
+        assert abs(float(ns2.sel(variant=v)) / exact - 1) < tol, (v, float(ns2.sel(variant=v)))
+    for v in ("baseline", "lambda=1"):
+        assert abs(float(ns2.sel(variant=v)) / (5 * exact) - 1) < tol, (v, float(ns2.sel(variant=v)))
+
+
+def test_sweep_stages_meet_the_contract():
+    system = PredatorPreySystem(PredatorPreyParams(), size=40, tile=8, starts=((0.5, 0.1),))
+    check_stage(PairSweep(system, seed=3, small_sizes=(20,), pairs=64, block=32, pair_duration=0.01,
+                          snapshots_per_run=4, snapshot_interval=0.1, random_fraction=0.25, tiles_per_pair="1"))
+    check_stage(TruthRuns(system, seed=3, runs=4, block=2, t_end=0.5, save_every=0.1))
+
+
+def test_multi_step_pairs_are_observed_inside_for_richardson():
+    """pair_duration = 4 steps: the runs are observed after 1 and 2 steps (the Richardson drift and its checks)."""
+    system = PredatorPreySystem(PredatorPreyParams(), size=40, tile=8)
+    out = PairSweep(system, seed=3, small_sizes=(20,), pairs=32, block=32, pair_duration=0.04, snapshots_per_run=4,
+                    snapshot_interval=0.1, tiles_per_pair="1").compute_block(0, 0).arrays
+    assert {"increment_half", "increment_quarter", "z_half_small"} <= set(out)
+    assert np.all(out["dt"] == 0.04)
+    # one step moves a tile mean by about dt |f| + noise sqrt(dt/8): the quarter run moves less than the full one
+    assert np.mean(np.abs(out["increment_quarter"])) < np.mean(np.abs(out["z1"] - out["z0"]))
+
+
+@pytest.mark.parametrize("change, key", [
+    ("partial: {small_size: 20, tile_size: 7}", "partial.tile_size"),
+    ("partial: {small_size: 30, tile_size: 8}", "partial.small_size"),
+    ("sde: {drift_estimator: richardson}", "sde.drift_estimator"),
+    ("closure: {latent: 2}", "closure.latent"),
+    ("micro: {model: predator_prey, size: 40, laplacian: continuum}", "micro.dt"),
+    ("micro: {model: predator_prey, size: 40, train_m: [0.6, 0.4]}", "micro.train_m"),
+    ("truth: {save_every: 0.015}", "truth.save_every"),
+    ("upsampling: {window: 8}", "upsampling"),
+])
+def test_bad_specs_exit_2_naming_the_key(tmp_path, change, key):
+    head = change.split(":")[0]
+    lines = [ln for ln in SPEC.splitlines() if not ln.startswith(head + ":")]
+    store, proc = run_spec("\n".join(lines + [change]) + "\n", tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert key in proc.stderr
+    assert not store.exists()
