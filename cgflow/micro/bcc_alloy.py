@@ -120,6 +120,7 @@ __all__ = [
     "BccAlloyParams",
     "LatticeTables",
     "check_configuration",
+    "equilibration_time",
     "exchange_energy",
     "jump_rates",
     "lattice_tables",
@@ -129,6 +130,9 @@ __all__ = [
     "site_tiles",
     "site_voxels",
     "sro",
+    "stationary_estimate",
+    "sro_ensemble",
+    "sro_trajectory",
     "tile_sro",
     "total_energy",
     "voxel_sites",
@@ -1025,6 +1029,234 @@ def run_time(config, duration: float, params: BccAlloyParams, rng, record_times=
     jumps, t = _run(c, tab, G, params, -1, times, rec, full_update, rng)
     out = (c, float(t), int(jumps))
     return out + (rec[:n_extra],) if record_times is not None else out
+
+
+
+# ----------------------------------------------------------------------------- direct reference runs
+def sro_trajectory(params: BccAlloyParams, n_vacancies, times, rng, start=None):
+    """One direct whole-lattice KMC trajectory, the SRO of the state at given physical times (REFERENCE §1c).
+
+    The ground truth the learned SDE is compared with (issue 12): a trajectory of the
+    rejection-free kernel of :func:`run_time` (no Python loop over sites or events) from
+    a random equimolar configuration (:func:`random_configuration`, drawn from ``rng``)
+    or from ``start``.
+
+    Parameters
+    ----------
+    params : BccAlloyParams
+        Temperature, lattice (``params.cells``), lam.
+    n_vacancies : int or None
+        Vacancies of the random start (>= 1). With ``start`` given it may be None;
+        otherwise it must equal the number of vacancies of ``start``.
+    times : array_like of float, shape (n,)
+        Non-decreasing physical times in seconds, >= 0 (0 = the start state).
+    rng : numpy.random.Generator
+        Draws the start (if random) and the trajectory; same state -> bitwise same output.
+    start : array_like of int, shape (N,), optional
+        Start configuration (species ids, >= 1 vacancy); not modified.
+
+    Returns
+    -------
+    sro : ndarray (n, 6)
+        :func:`sro` of the state at each time ((NbNb, NbMo, NbTa, MoMo, MoTa, TaTa)).
+    config : ndarray of int8 (N,)
+        The state at ``times[-1]`` (the start if it is 0).
+    jumps : int
+        Jumps made up to ``times[-1]``.
+
+    Notes
+    -----
+    The time scale of the dynamics is inversely proportional to the vacancy fraction
+    n_vacancies / N (dilute vacancies): compare runs of different vacancy contents in
+    t * n_vacancies / N.
+    """
+    if not isinstance(params, BccAlloyParams):
+        raise ValueError(f"params must be a BccAlloyParams, got {type(params).__name__}")
+    rng = check_rng(rng)
+    t = np.asarray(times, dtype=np.float64)
+    if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t)) or t[0] < 0 or np.any(np.diff(t) < 0):
+        raise ValueError(f"times must be a non-empty 1-D non-decreasing array of finite seconds >= 0, got {times!r}")
+    if start is None:
+        if n_vacancies is None:
+            raise ValueError("n_vacancies must be given when start is None")
+        c0 = random_configuration(params.cells, n_vacancies, rng)
+    else:
+        c0 = check_configuration(start, params.cells, name="start")
+        nv = int(np.count_nonzero(c0 == 0))
+        if nv == 0:
+            raise ValueError("start holds no vacancy (species id 0): nothing can move")
+        if n_vacancies is not None and check_count(n_vacancies, "n_vacancies", 1) != nv:
+            raise ValueError(f"n_vacancies = {n_vacancies!r} but start holds {nv} vacancies")
+    if t[-1] == 0:
+        return np.repeat(sro(c0, params.cells)[None, :], t.size, axis=0), c0.copy(), 0
+    c, _, jumps, rec = run_time(c0, float(t[-1]), params, rng, record_times=t)
+    return rec, c, jumps
+
+
+def sro_ensemble(params: BccAlloyParams, n_vacancies: int, times, n_runs: int, rng):
+    """``n_runs`` independent :func:`sro_trajectory` runs from random equimolar starts, one after another.
+
+    Returns
+    -------
+    sro : ndarray (n_runs, n, 6)
+    jumps : ndarray of int64 (n_runs,)
+    """
+    n_runs = check_count(n_runs, "n_runs", 1)
+    out, jumps = [], []
+    for _ in range(n_runs):
+        s, _, j = sro_trajectory(params, n_vacancies, times, rng)
+        out.append(s)
+        jumps.append(j)
+    return np.stack(out), np.array(jumps, dtype=np.int64)
+
+
+def _window_average(t: np.ndarray, v: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """(1/(hi - lo)) * integral over [lo, hi] of the piecewise-linear interpolant of samples v (..., n, k) at t (n,).
+
+    The time average of a sampled path over a window (trapezoid rule, window ends
+    interpolated: any grid, even one without samples inside the window); v at lo if hi == lo.
+    """
+    n = t.size
+
+    def at(x):
+        i = int(np.clip(np.searchsorted(t, x, side="right") - 1, 0, n - 2))
+        w = 0.0 if t[i + 1] == t[i] else float(np.clip((x - t[i]) / (t[i + 1] - t[i]), 0.0, 1.0))
+        return v[..., i, :] * (1 - w) + v[..., i + 1, :] * w
+
+    if hi <= lo:
+        return at(lo)
+    inner = (t > lo) & (t < hi)
+    tt = np.concatenate([[lo], t[inner], [hi]])
+    vv = np.concatenate([at(lo)[..., None, :], v[..., inner, :], at(hi)[..., None, :]], axis=-2)
+    dt = np.diff(tt)
+    w = np.zeros(tt.size)
+    w[:-1] += dt / 2
+    w[1:] += dt / 2
+    return np.einsum("n,...nk->...k", w / (hi - lo), vv)
+
+
+def stationary_estimate(times, values, start_fraction: float = 0.5, n_blocks: int = 4) -> dict:
+    """Stationary mean of an ensemble of sampled paths with its standard errors and a plateau check.
+
+    Computed identically for direct KMC (:func:`sro_ensemble`) and learned-SDE rollouts.
+    The window is [start_fraction * times[-1], times[-1]]; each path's time average over
+    it is the trapezoid rule of its samples (any time grid, window ends interpolated).
+
+    Parameters
+    ----------
+    times : array_like (n,)
+        Sample times (non-decreasing, n >= 2).
+    values : array_like (R, n) or (R, n, k)
+        R independent paths (R >= 1) of k observables.
+    start_fraction : float in [0, 1)
+    n_blocks : int >= 2
+        Blocks per path in the window (block averages).
+
+    Returns
+    -------
+    dict of ndarrays (shape (k,), or scalars for 2-D ``values``):
+        ``mean``: the mean of the R path averages; ``se``: their standard deviation /
+        sqrt(R) (independent paths: autocorrelation-proof; NaN if R = 1);
+        ``se_blocks``: SE from the R * n_blocks block averages (valid when a block is
+        longer than the correlation time; the only SE for R = 1); ``q3``, ``q4``: the
+        means over the last two quarters of the whole run (times in [t/2, 3t/4) and
+        [3t/4, t]); ``q4_minus_q3`` and ``q4_minus_q3_se`` (paired over paths, NaN SE
+        for R = 1; block-free); ``plateau``: |q4 - q3| <= 3 SE (the run has reached
+        its stationary state as far as the data can tell; False for R = 1, untestable).
+    """
+    t = np.asarray(times, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    squeeze = v.ndim == 2
+    if squeeze:
+        v = v[..., None]
+    if t.ndim != 1 or t.size < 2 or np.any(np.diff(t) < 0) or v.ndim != 3 or v.shape[1] != t.size or v.shape[0] < 1:
+        raise ValueError(f"values must have shape (R, {t.size}) or (R, {t.size}, k), got {np.shape(values)}")
+    if not 0 <= start_fraction < 1:
+        raise ValueError(f"start_fraction must be in [0, 1), got {start_fraction!r}")
+    n_blocks = check_count(n_blocks, "n_blocks", 2)
+    R = v.shape[0]
+    T = t[-1]
+
+    path = _window_average(t, v, start_fraction * T, T)
+    edges = start_fraction * T + (T - start_fraction * T) * np.arange(n_blocks + 1) / n_blocks
+    blocks = np.stack([_window_average(t, v, edges[b], edges[b + 1]) for b in range(n_blocks)], 1)
+    blocks = blocks.reshape(R * n_blocks, -1)
+    q3 = _window_average(t, v, 0.5 * T, 0.75 * T)
+    q4 = _window_average(t, v, 0.75 * T, T)
+    d = q4 - q3
+    nan = np.full(v.shape[2], np.nan)
+    se = path.std(axis=0, ddof=1) / math.sqrt(R) if R > 1 else nan
+    dse = d.std(axis=0, ddof=1) / math.sqrt(R) if R > 1 else nan
+    out = {
+        "mean": path.mean(axis=0),
+        "se": se,
+        "se_blocks": blocks.std(axis=0, ddof=1) / math.sqrt(blocks.shape[0]),
+        "q3": q3.mean(axis=0),
+        "q4": q4.mean(axis=0),
+        "q4_minus_q3": d.mean(axis=0),
+        "q4_minus_q3_se": dse,
+        "plateau": np.abs(d.mean(axis=0)) <= 3 * dse,
+    }
+    return {k: (a[0] if squeeze else a) for k, a in out.items()}
+
+
+def equilibration_time(times, values, fraction: float = 1 - 1 / math.e, initial=None, stationary=None):
+    """Time to approach equilibrium: when a mean curve first covers ``fraction`` of its way to the stationary value.
+
+    With v0 = ``initial`` (default ``values[0]``) and v_inf = ``stationary`` (default:
+    the trapezoid time average of ``values`` over [times[-1]/2, times[-1]]), the progress
+    p(t) = (v(t) - v0) / (v_inf - v0) starts at 0 and tends to 1 (for either sign of
+    the change). The result is the first time with p >= ``fraction``, linearly
+    interpolated between the bracketing samples; for v(t) = v0 + (v_inf - v0)(1 - exp(-t/tau))
+    it is -tau ln(1 - fraction), i.e. tau for the default 1 - 1/e. Use the *ensemble mean*
+    of a component (the dominant one is delta_MoMo, column 3 of :func:`sro`), each curve
+    with its own v0 and v_inf, so the definition applies identically to direct KMC and to
+    learned-SDE rollouts (pure numpy, no randomness).
+
+    Parameters
+    ----------
+    times : array_like (n,)
+        Non-decreasing sample times.
+    values : array_like (n,) or (n, k)
+        The mean curve(s); k curves are handled column by column.
+    fraction : float in (0, 1)
+    initial, stationary : float or array_like (k,), optional
+
+    Returns
+    -------
+    float or ndarray (k,)
+        NaN where the level is never reached or v_inf == v0.
+    """
+    t = np.asarray(times, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    scalar = v.ndim == 1
+    if scalar:
+        v = v[:, None]
+    if t.ndim != 1 or v.ndim != 2 or v.shape[0] != t.size or t.size < 2 or np.any(np.diff(t) < 0):
+        raise ValueError(f"times must be non-decreasing (n >= 2,) and values (n,) or (n, k); got "
+                         f"{np.shape(times)}, {np.shape(values)}")
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
+    v0 = v[0] if initial is None else np.broadcast_to(np.asarray(initial, dtype=np.float64), v.shape[1:])
+    if stationary is None:
+        vinf = _window_average(t, v, t[-1] / 2, t[-1])
+    else:
+        vinf = np.broadcast_to(np.asarray(stationary, dtype=np.float64), v.shape[1:])
+    out = np.full(v.shape[1], np.nan)
+    for k in range(v.shape[1]):
+        span = vinf[k] - v0[k]
+        if not np.isfinite(span) or span == 0:
+            continue
+        p = (v[:, k] - v0[k]) / span
+        hit = np.flatnonzero(p >= fraction)
+        if hit.size == 0:
+            continue
+        i = hit[0]
+        if i == 0:
+            out[k] = t[0]
+        else:
+            out[k] = t[i - 1] + (fraction - p[i - 1]) / (p[i] - p[i - 1]) * (t[i] - t[i - 1])
+    return float(out[0]) if scalar else out
 
 
 def warmup() -> None:

@@ -512,3 +512,128 @@ def test_equilibrium_sro_at_3000K_matches_metropolis_reference_and_table():
         assert np.max(np.abs(zw)) > 8, (wrong_T, wrong_lam, zw)
         assert np.max(np.abs(wm - table)) > 4 * ks.max() + 0.005  # the table check has power too
     assert np.all(np.abs(km - table) < 4 * ks + 0.005), km - table
+
+
+# ----------------------------------------------------------------------------- direct reference runs
+def test_sro_trajectory_conserves_species_and_matches_the_kernels():
+    """sro_trajectory is run_time from a random equimolar start: same generator -> bitwise the same path."""
+    cells, nv = 4, 3
+    p = ba.BccAlloyParams(2000.0, cells)
+    times = np.array([0.0, 0.0, 1e-9, 5e-9, 5e-9, 2e-8])
+    s, c, jumps = ba.sro_trajectory(p, nv, times, make_rng(31, 1))
+    assert s.shape == (times.size, 6) and c.dtype == np.int8 and jumps > 0
+    # conservation: the start's counts (equimolar atoms, nv vacancies)
+    start = ba.random_configuration(cells, nv, make_rng(31, 1))
+    assert np.array_equal(np.bincount(c, minlength=4), np.bincount(start, minlength=4))
+    assert np.bincount(c, minlength=4)[0] == nv
+    # the end state's SRO is the existing SRO function of the returned state; t = 0 is the start
+    np.testing.assert_allclose(s[-1], ba.sro(c, cells), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(s[0], ba.sro(start, cells), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(s[0], s[1])
+    np.testing.assert_array_equal(s[3], s[4])
+    # the same as run_time from the same generator state (after drawing the start)
+    rng = make_rng(31, 1)
+    c0 = ba.random_configuration(cells, nv, rng)
+    c2, _, j2, rec = ba.run_time(c0, times[-1], p, rng, record_times=times)
+    assert np.array_equal(c2, c) and j2 == jumps
+    np.testing.assert_array_equal(rec, s)
+    # reproducible, and from a given start (not modified)
+    s3, c3, j3 = ba.sro_trajectory(p, None, times, make_rng(5), start=start)
+    s4, c4, j4 = ba.sro_trajectory(p, nv, times, make_rng(5), start=start)
+    assert j3 == j4 and np.array_equal(c3, c4) and np.array_equal(s3, s4)
+    np.testing.assert_array_equal(start, ba.random_configuration(cells, nv, make_rng(31, 1)))
+    np.testing.assert_allclose(s3[-1], ba.sro(c3, cells), rtol=0, atol=1e-12)
+    # times all zero: the start, no jumps
+    s5, c5, j5 = ba.sro_trajectory(p, None, [0.0, 0.0], make_rng(5), start=start)
+    assert j5 == 0 and np.array_equal(c5, start) and np.allclose(s5, ba.sro(start, cells))
+    # ensemble
+    e, js = ba.sro_ensemble(p, nv, times, 3, make_rng(7))
+    assert e.shape == (3, times.size, 6) and js.shape == (3,) and np.all(js > 0)
+    assert not np.array_equal(e[0], e[1])
+    for bad in ([1e-9, 0.0], [-1.0, 1.0], [], [[0.0, 1.0]], [np.nan]):
+        with pytest.raises(ValueError, match="times"):
+            ba.sro_trajectory(p, nv, bad, make_rng(1))
+    with pytest.raises(ValueError, match="n_vacancies"):
+        ba.sro_trajectory(p, nv + 1, times, make_rng(1), start=start)
+    with pytest.raises(ValueError, match="n_vacancies"):
+        ba.sro_trajectory(p, None, times, make_rng(1))
+    with pytest.raises(ValueError, match="vacancy"):
+        ba.sro_trajectory(p, None, times, make_rng(1), start=np.where(start == 0, 1, start))
+
+
+def test_sro_trajectory_at_time_zero_of_random_states_is_random_mixing():
+    """SRO of random equimolar starts: the exact finite-N expectation (about 0) within 4 SE, and 0 within 4 SE + 0.006.
+
+    For N sites, n_v vacancies and n_a = (N - n_v)/3 atoms of each species, an a atom has
+    on average 8 (n_a - 1)/(N - 1) a neighbours, 8 n_b/(N - 1) b neighbours and
+    m = 8 (N - 1 - n_v)/(N - 1) atom neighbours, so E delta_aa = 8(n_a - 1)/(N - 1) - m/3,
+    E delta_ab = 8 n_b/(N - 1) - m/3 (about -0.0052 and +0.0026 at N = 1024, n_v = 1).
+    """
+    cells, nv, runs = 8, 1, 400
+    p = ba.BccAlloyParams(800.0, cells)
+    rng = make_rng(32)
+    s0 = np.array([ba.sro_trajectory(p, nv, [0.0], rng)[0][0] for _ in range(runs)])
+    mean, se = s0.mean(0), s0.std(0, ddof=1) / math.sqrt(runs)
+    N = p.sites
+    na = (N - nv) // 3
+    m3 = 8 * (N - 1 - nv) / (N - 1) / 3
+    exact = np.array([8 * (na - 1) / (N - 1) - m3 if a == b else 8 * na / (N - 1) - m3 for a, b in ba._SRO_AB])
+    print("\nt = 0 SRO:", np.round(mean, 4), "+-", np.round(se, 4), "exact", np.round(exact, 4))
+    assert np.all(se < 0.006)
+    assert np.all(np.abs(mean - exact) < 4 * se), (mean - exact) / se
+    assert np.all(np.abs(mean) < 4 * se + 0.006)
+    # power: a short run at 800 K already orders (MoMo far below the random value)
+    s1, _, _ = ba.sro_trajectory(p, nv, [0.0, 0.02], make_rng(33))
+    assert s1[1, 3] < exact[3] - 8 * se[3] * math.sqrt(runs)
+
+
+def test_equilibration_time_of_a_synthetic_exponential():
+    t = np.linspace(0.0, 100.0, 10001)  # 25 slowest relaxation times: the second-half mean is the asymptote
+    tau = 2.0
+    up = 0.3 + (1.5 - 0.3) * -np.expm1(-t / tau)  # increasing
+    down = -1.7 * -np.expm1(-t / (2 * tau))  # decreasing (like delta_MoMo), from 0
+    assert ba.equilibration_time(t, up) == pytest.approx(tau, rel=1e-4)
+    both = ba.equilibration_time(t, np.c_[up, down])
+    np.testing.assert_allclose(both, [tau, 2 * tau], rtol=1e-4)
+    np.testing.assert_allclose(ba.equilibration_time(t, np.c_[up, down], fraction=0.9),
+                               [tau * math.log(10), 2 * tau * math.log(10)], rtol=1e-4)
+    # explicit end values; coarse grids interpolate linearly between samples
+    tc = np.linspace(0.0, 40.0, 81)
+    vc = 1.5 - 1.2 * np.exp(-tc / tau)
+    assert ba.equilibration_time(tc, vc, initial=0.3, stationary=1.5) == pytest.approx(tau, rel=2e-2)
+    # noise on the plateau does not move it much; an unfinished curve is NaN or later
+    rng = make_rng(34)
+    noisy = down + 0.01 * rng.standard_normal(t.size)
+    assert ba.equilibration_time(t, noisy) == pytest.approx(2 * tau, rel=0.05)
+    assert math.isnan(ba.equilibration_time(t, np.zeros(t.size)))
+    assert math.isnan(ba.equilibration_time(t, up, stationary=10.0))
+    assert ba.equilibration_time(t, up, fraction=0.5) < ba.equilibration_time(t, up)
+    with pytest.raises(ValueError, match="fraction"):
+        ba.equilibration_time(t, up, fraction=1.0)
+    with pytest.raises(ValueError):
+        ba.equilibration_time(t[::-1], up)
+
+
+def test_stationary_estimate_means_errors_and_plateau_check():
+    rng = make_rng(35)
+    R, n = 40, 401
+    t = np.linspace(0.0, 4.0, n)
+    flat = 0.7 + 0.1 * rng.standard_normal((R, n, 2))
+    st = ba.stationary_estimate(t, flat)
+    assert st["mean"].shape == (2,) and np.all(st["plateau"])
+    # iid samples: path means over ~201 samples, SE about 0.1 / sqrt(R * 201)
+    np.testing.assert_allclose(st["se"], 0.1 / math.sqrt(R * 201), rtol=0.3)
+    np.testing.assert_allclose(st["se_blocks"], 0.1 / math.sqrt(R * 201), rtol=0.3)
+    assert np.all(np.abs(st["mean"] - 0.7) < 4 * st["se"])
+    # a still drifting ensemble fails the plateau check
+    drift = flat + 0.05 * t[None, :, None]
+    assert not np.any(ba.stationary_estimate(t, drift)["plateau"])
+    # 2-D input gives scalars; one path has only the block SE
+    one = ba.stationary_estimate(t, flat[:1, :, 0])
+    assert np.ndim(one["mean"]) == 0 and math.isnan(one["se"]) and one["se_blocks"] > 0
+    # trapezoid time weights: a non-uniform grid of a step function averages by time
+    tt = np.array([0.0, 1.0, 1.5, 2.0, 3.0, 4.0])
+    vv = np.array([[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]])
+    assert ba.stationary_estimate(tt, vv)["mean"] == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        ba.stationary_estimate(t, flat[:, :-1])
