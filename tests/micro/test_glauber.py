@@ -101,6 +101,86 @@ def test_ising_torus_stationary_law():
     assert chi2_pvalue(counts, wrong) < 1e-6
 
 
+def _window_gibbs_law(frozen, origin, w, T, h):
+    """Exact law of the w*w window spins (state index sum_i 2**i [s_i = +1], row-major) given the rest frozen."""
+    L = frozen.shape[0]
+    rows = (origin[0] + np.arange(w)) % L
+    cols = (origin[1] + np.arange(w)) % L
+    states = np.arange(2 ** (w * w))
+    bits = (states[:, None] >> np.arange(w * w)) & 1
+    lat = np.repeat(frozen[None].astype(np.int64), states.size, axis=0)
+    lat[:, rows[:, None], cols[None, :]] = (2 * bits - 1).reshape(-1, w, w)
+    bonds = (lat * np.roll(lat, -1, axis=1) + lat * np.roll(lat, -1, axis=2)).sum(axis=(1, 2))
+    energy = -bonds - h * lat.sum(axis=(1, 2))
+    logw = -energy / T
+    p = np.exp(logw - logw.max())
+    return p / p.sum()
+
+
+def test_ising_frozen_window_exact_law():
+    """3x3 frozen window wrapping around a 6x6 lattice's corner: the window's 512-state law given its frozen
+    ghost ring matches enumeration (the padded-lattice neighbour offsets and ghost cells); T = 3.5 rejected."""
+    L, w, origin, T, h, gap, n = 6, 3, (4, 5), 2.5, 0.1, 3.0, 6000
+    p = g.GlauberParams("ising2d", T, h, L)
+    rng = make_rng(2, 4)
+    s = g.random_spins(1, L, rng, m0=0.2)[0]
+    rows, cols = np.r_[4:6, 0:1], np.r_[5:6, 0:2]
+    s_start = s.copy()
+    idx = np.empty(n, np.int64)
+    weights = 2 ** np.arange(w * w)
+    for i in range(n):
+        s, _ = g.evolve_window(s, origin, w, 1, p, rng, "frozen", duration=gap)
+        idx[i] = (((s[np.ix_(rows, cols)].ravel() + 1) // 2) * weights).sum()
+    counts = np.bincount(idx, minlength=2 ** (w * w))
+    outside = np.ones((L, L), bool)
+    outside[np.ix_(rows, cols)] = False
+    assert np.array_equal(s[outside], s_start[outside])
+    frozen = s.copy()  # the outside never changed, so any state carries the frozen ring
+    assert chi2_pvalue(counts, _window_gibbs_law(frozen, origin, w, T, h)) > 1e-3
+    assert chi2_pvalue(counts, _window_gibbs_law(frozen, origin, w, 3.5, h)) < 1e-6
+
+
+def test_ising_periodic_window_torus_law():
+    """A 4x4 periodic window wrapping inside an 8x8 lattice is an isolated torus: (M, bond sum) law by enumeration."""
+    L, w, origin, T, h, gap, n = 8, 4, (6, 3), 2.5, 0.1, 8.0, 4000
+    p = g.GlauberParams("ising2d", T, h, L)
+    rng = make_rng(2, 5)
+    s = g.random_spins(1, L, rng, m0=0.0)[0]
+    rows, cols = (origin[0] + np.arange(w)) % L, (origin[1] + np.arange(w)) % L
+    outside = np.ones((L, L), bool)
+    outside[np.ix_(rows, cols)] = False
+    s_out = s[outside].copy()
+    Me, Be, pe = g.ising_exact_law(w, T, h)
+    index = {(a, b): i for i, (a, b) in enumerate(zip(Me, Be))}
+    idx = np.empty(n, np.int64)
+    for i in range(n):
+        s, _ = g.evolve_window(s, origin, w, 1, p, rng, "periodic", duration=gap)
+        win = s[np.ix_(rows, cols)].astype(np.int64)
+        bonds = (win * np.roll(win, -1, axis=0) + win * np.roll(win, -1, axis=1)).sum()
+        idx[i] = index[(int(win.sum()), int(bonds))]
+    assert np.array_equal(s[outside], s_out)
+    counts = np.bincount(idx, minlength=pe.size)
+    assert chi2_pvalue(counts, pe) > 1e-3
+    _, _, wrong = g.ising_exact_law(w, 3.0, h)
+    assert chi2_pvalue(counts, wrong) < 1e-6
+
+
+@pytest.mark.parametrize("model", g.MODELS)
+def test_large_lattice_wide_index_path(model):
+    """L = 182 (more than 32767 padded sites: the int32 index kernels): recorded observables are the final state's,
+    the run is deterministic, and the event clock flips exactly n_events spins' worth of changes."""
+    L = 182
+    p = g.GlauberParams(model, 2.5 if model == "ising2d" else 1.1, 0.1, L)
+    s = g.random_spins(1, L, make_rng(3), m0=0.3)[0]
+    final, obs = g.run_time(s, [0.01, 0.02], p, make_rng(4))
+    np.testing.assert_allclose(obs[-1], g.observables(final, p), atol=1e-12)
+    a1, t1 = g.run_events(s, 3000, p, make_rng(5))
+    a2, t2 = g.run_events(s, 3000, p, make_rng(5))
+    assert np.array_equal(a1, a2) and t1 == t2 and 0 < t1 < 1
+    changed = (a1 != s).sum()
+    assert 0 < changed <= 3000 and (3000 - changed) % 2 == 0  # a spin flipped twice is unchanged
+
+
 # ----------------------------------------------------------------------------- jump moments
 def test_curie_weiss_short_time_moments():
     """N = 256, m0 = 0.25, delta = 0.05: mean and variance of dm within 4 SE of expm(Q delta)."""
