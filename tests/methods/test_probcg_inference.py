@@ -523,3 +523,38 @@ def test_predict_sample_v_and_determinism():
     n = a.states[1].size
     assert abs(var_m - 0.01) < 4 * 0.01 * np.sqrt(2 / n)
     assert var_s > 0.013 and abs(var_s - 0.015) < 0.0015
+
+
+def test_bootstrap_draws_mix_the_fits():
+    """``predict.theta: bootstrap``: sample s uses fit s mod B, theta ~ N(mu_b, S_b), 1/v = rate/shape (or v ~ q_b(v))."""
+    L, B, S = 5, 3, 6000
+    rng = make_rng(31)
+    mu = rng.normal(size=(B, L))
+    R = rng.normal(size=(B, L, L)) * 0.05
+    cov = R @ R.transpose(0, 2, 1)
+    shape = np.array([[100.0], [200.0], [400.0]])
+    rate = np.array([[0.1], [0.4], [0.2]])
+    th, vinv = P.bootstrap_draws(mu, cov, shape, rate, S, make_rng(32))
+    assert th.shape == (S, L) and vinv.shape == (S, 1)
+    for b in range(B):
+        sel = np.arange(S) % B == b
+        se = np.sqrt(np.diag(cov[b]) / sel.sum())
+        assert np.abs((th[sel].mean(axis=0) - mu[b]) / se).max() < 4.5
+        np.testing.assert_allclose(np.cov(th[sel].T), cov[b], atol=6 * np.sqrt(2.0 / sel.sum()) * np.diag(cov[b]).max())
+        np.testing.assert_allclose(vinv[sel, 0], rate[b, 0] / shape[b, 0], rtol=1e-12)
+    _, vs = P.bootstrap_draws(mu, cov, shape, rate, S, make_rng(33), sample_v=True)
+    for b in range(B):
+        v = 1.0 / vs[np.arange(S) % B == b, 0]
+        assert abs(v.mean() - shape[b, 0] / rate[b, 0]) < 4.5 * np.sqrt(shape[b, 0]) / rate[b, 0] / np.sqrt(S / B)
+    # the predictive takes the draws as they are: with v_inv = 0 and theta_draws the states follow each law exactly
+    M, n_c = 1, 8
+    X0 = np.linspace(-0.5, 0.5, n_c)
+    lin = np.array([F.theta_from_mapping({"X[j-1]": 0.3, "X[j]": 0.5, "X[j+1]": 0.2}, M),
+                    F.theta_from_mapping({"X[j-1]": 0.2, "X[j]": 0.6, "X[j+1]": 0.2}, M)])
+    draws = lin[np.arange(10) % 2]
+    pred = P.posterior_predictive(X0, 2, 1000, M, make_rng(34), mu_theta=lin[0], theta_draws=draws, v_inv=0.0,
+                                  n_samples=10, keep_samples=True, pairs=False)
+    for s in range(10):
+        np.testing.assert_allclose(pred.states[2, s], F.apply_law(draws[s], F.apply_law(draws[s], X0, M), M), atol=1e-12)
+    with pytest.raises(ValueError, match="theta_draws"):
+        P.posterior_predictive(X0, 2, 1000, M, make_rng(34), mu_theta=lin[0], theta_draws=draws[:5], v_inv=0.0, n_samples=10)

@@ -122,6 +122,38 @@ def test_advection_diffusion_pipeline(tmp_path):
     assert pred["abs_error"].sel(observable="density").values.max() < 0.02
 
 
+def test_bootstrap_fits_and_the_bagged_predictive(tmp_path):
+    """``infer.bootstrap``: extra chains fit resamples of the experiments (drawn with replacement from
+    their own stream), from restart 0's start, and do not compete for the reported fit;
+    ``predict.theta: bootstrap`` mixes them (sample s from fit s mod B)."""
+    from cgflow.methods.probcg.infer import VariationalFit
+
+    text = ADVECTION.replace("iterations: 30, block: 16}", "iterations: 30, block: 16, bootstrap: 3}")
+    text = text.replace("predict: {samples: 300}", "predict: {samples: 300, theta: bootstrap}")
+    store, _ = run(text, tmp_path)
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(text)
+    fit = VariationalFit.from_spec(load_spec(spec_path))
+    assert (fit.restarts, fit.bootstrap, fit.chains) == (1, 3, 4)
+    assert fit.resample(0, 32) is None
+    draws = [fit.resample(c, 32) for c in (1, 2, 3)]
+    for d in draws:
+        assert d.shape == (32,) and (np.diff(d) >= 0).all() and 0 <= d.min() and d.max() < 32
+        assert len(np.unique(d)) < 32  # with replacement: a resample of 32 from 32 repeats some (P(all distinct) ~ 1e-13)
+    assert np.array_equal(draws[0], fit.resample(1, 32)) and not np.array_equal(draws[0], draws[1])
+    tree = open_run(store)
+    infer, pred = tree["infer"], tree["predict"]
+    boot = infer["bootstrap_theta_mean"].values
+    assert boot.shape == (3, infer.sizes["feature"]) and infer["bootstrap_theta_cov"].shape == (3,) + (infer.sizes["feature"],) * 2
+    assert infer.attrs["restarts"] == 1 and infer.attrs["bootstrap"] == 3 and infer["elbo"].shape[0] == 1
+    # the resamples are other data: the fits differ from the reported one by more than its posterior s.d.
+    sd = infer["theta_sd"].values
+    assert (np.abs(boot - infer["theta_mean"].values) / sd).max() > 3
+    assert pred.attrs["theta"] == "bootstrap"
+    # the bagged predictive's mean is the mixture's: within the fits' range of noise-free laws at step 4
+    assert pred["abs_error"].sel(observable="density").values.max() < 0.02
+
+
 # --------------------------------------------------------------------------- data from outside
 
 def _write_counts(path, n_exp=24, steps=3, bins=24, walkers=2400, seed=5, **mutate):
@@ -196,6 +228,7 @@ def test_malformed_datasets_are_refused_before_anything_is_written(tmp_path, mut
         (("law: synthetic, walkers: 4800", "law: advection_diffusion, walkers: 2400, jump_right: 0.6, jump_left: 0.5"), "micro.jump_right"),
         (("bins: 24", "bins: 2"), "coarse.bins"),
         (("block: 16, modes", "block: 20, modes"), "fine.block"),
+        (("predict: {samples: 300}", "predict: {samples: 300, theta: bootstrap}"), "predict.theta"),
     ],
 )
 def test_bad_specs_exit_2_naming_the_key(tmp_path, change, key):

@@ -17,6 +17,17 @@ over the last ``infer.window`` iterations within its tolerance plus
 ``infer.stop_z`` standard errors of the noise) ends a restart early; the restart
 with the highest final ELBO is reported.
 
+``infer.bootstrap`` B > 0 adds B chains after the restarts, each fitted (from restart
+0's start) to a bootstrap resample of the experiments (N drawn with replacement from
+their own stream). They do not take part in the choice of the reported fit; their
+q(θ), q(v) are stored (``bootstrap_*``) for ``predict.theta: bootstrap``, a predictive
+that mixes the B fits (the bagged posterior, "BayesBag": Bühlmann 2014; Huggins &
+Miller 2023). Reason: the law is misspecified (a quadratic polynomial of log-density
+for log Σ K_m e^X) and ARD picks correlated substitutes that change from one
+training set to the next; q(θ) of one fit is then too narrow (on the paper's
+advection-diffusion set the drift θ₋₁ − θ₊₁ varies over training sets by ~4× its
+posterior s.d.), and the resampling puts that training-set variability into the intervals.
+
 Training pairs come from the ``fine`` stage, or from a user's dataset
 (``infer.data``, :mod:`.data`): consecutive steps of each experiment, minus
 the last ``infer.holdout`` steps, with the start state in the training gauge.
@@ -72,10 +83,11 @@ class VariationalFit:
     neighbours: int
     bins: int
     settings: VISettings
-    chains: int = 2
+    chains: int = 2  # restarts + bootstrap
     data: str | None = None  # external dataset; None: the fine stage
     holdout: int = 0
     upstream: str = ""  # fingerprint of the fine stage (empty with external data)
+    bootstrap: int = 0  # the last ``bootstrap`` chains fit bootstrap resamples of the experiments
     name: str = field(default="infer", kw_only=True)
 
     @property
@@ -91,9 +103,27 @@ class VariationalFit:
                               window=i["window"], theta_tol=i["tolerance"], theta_rel_tol=i["relative_tolerance"],
                               stop_z=i["stop_z"], block_size=i["block"])
         data = i.get("data")
+        boot = int(i.get("bootstrap", 0))
         return cls(seed=spec.seed, neighbours=spec["coarse.neighbours"], bins=spec["coarse.bins"], settings=settings,
-                   chains=i["restarts"], data=None if data is None else str(data), holdout=i["holdout"],
-                   upstream="" if fine is None or data is not None else fingerprint(fine))
+                   chains=i["restarts"] + boot, data=None if data is None else str(data), holdout=i["holdout"],
+                   upstream="" if fine is None or data is not None else fingerprint(fine), bootstrap=boot)
+
+    @property
+    def restarts(self) -> int:
+        return self.chains - self.bootstrap
+
+    def resample(self, chain: int, n: int) -> np.ndarray | None:
+        """Experiment indices of a bootstrap chain (sorted; drawn with replacement), None for a restart."""
+        if chain < self.restarts:
+            return None
+        rng = block_stream(self.seed, BlockKey(f"{self.name}-bootstrap", chain - self.restarts, 0))
+        return np.sort(rng.integers(0, n, size=n))
+
+    def chain_pairs(self, tree: xr.DataTree, chain: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """The training pairs a chain fits: all of them, or its bootstrap resample."""
+        X0, counts, n_f = self.pairs(tree)
+        idx = self.resample(chain, X0.shape[0])
+        return (X0, counts, n_f) if idx is None else (X0[idx], counts[idx], n_f)
 
     # ------------------------------------------------------------------ data
     def pairs(self, tree: xr.DataTree) -> tuple[np.ndarray, np.ndarray, int]:
@@ -124,21 +154,22 @@ class VariationalFit:
         return out
 
     def initial_state(self, tree, chain):
-        X0, counts, _ = self.pairs(tree)
+        X0, counts, _ = self.chain_pairs(tree, chain)
+        restart = chain if chain < self.restarts else 0  # bootstrap chains start like restart 0
         parts = []
         for b, (a, z) in enumerate(self.blocks(tree)):
-            parts.append(init_block(X0[a:z], counts[a:z], self.neighbours, self.settings, self._rng(0, chain, b), chain > 0))
+            parts.append(init_block(X0[a:z], counts[a:z], self.neighbours, self.settings, self._rng(0, chain, b), restart > 0))
         local = LocalState.concat([p[0] for p in parts])
         stats = LocalStats.total(p[1] for p in parts)
         L, s = n_features(self.neighbours), self.settings
         n_v = self.bins if s.per_bin_v else 1
-        tau0 = s.init_tau * s.restart_tau_factor**chain  # restarts also start from other ARD precisions (one optimum may trap jitter alone)
+        tau0 = s.init_tau * s.restart_tau_factor**restart  # restarts also start from other ARD precisions (one optimum may trap jitter alone)
         q0 = GlobalQ(np.zeros(L), np.eye(L), np.ones(L), np.full(L, 1.0 / tau0), np.ones(n_v), np.full(n_v, 1.0 / s.init_v))
         empty = {"trace_elbo": np.zeros(0), "trace_mu_theta": np.zeros((0, L)), "trace_v_inv": np.zeros(0)}
         return self._next_global(stats, q0, empty), {k: getattr(local, k) for k in _LOCAL}
 
     def step(self, tree, chain, iteration, block, state, local):
-        X0, counts, _ = self.pairs(tree)
+        X0, counts, _ = self.chain_pairs(tree, chain)
         a, z = self.blocks(tree)[block]
         q = GlobalQ(*(state[k] for k in _Q))
         new, stats = update_block(X0[a:z], counts[a:z], LocalState(*(local[k] for k in _LOCAL)), q.moments(self.bins),
@@ -157,6 +188,8 @@ class VariationalFit:
     # ------------------------------------------------------------------ result
     def finalize(self, tree, states, locals_, iterations):
         window = self.settings.select_window  # single ELBO values carry Monte Carlo noise of a few units
+        boot_states, boot_iterations = states[self.restarts:], iterations[self.restarts:]
+        states, iterations = states[: self.restarts], iterations[: self.restarts]
         final = np.array([s["trace_elbo"][-window:].mean() for s in states])
         best = int(np.argmax(final))
         s = states[best]
@@ -203,6 +236,17 @@ class VariationalFit:
         ds["final_elbo"] = ("restart", final)
         ds["final_elbo"].attrs["description"] = f"mean ELBO of the last {window} iterations: the restart with the highest is reported"
         ds["best_restart"] = ((), best)
+        if boot_states:
+            ds.coords["replicate"] = np.arange(len(boot_states))
+            ds["bootstrap_theta_mean"] = (("replicate", "feature"), np.stack([b["mu_theta"] for b in boot_states]))
+            ds["bootstrap_theta_cov"] = (("replicate", "feature", "feature_b"), np.stack([b["S_theta"] for b in boot_states]))
+            ds["bootstrap_v_gamma"] = (("replicate", "v_component"), np.stack([b["gamma"] for b in boot_states]))
+            ds["bootstrap_v_zeta"] = (("replicate", "v_component"), np.stack([b["zeta"] for b in boot_states]))
+            ds["bootstrap_iterations"] = ("replicate", np.array(boot_iterations))
+            ds["bootstrap_converged"] = ("replicate", np.array([self._converged(b) for b in boot_states]))
+            ds["bootstrap_theta_mean"].attrs["description"] = (
+                "mu_theta of fits to bootstrap resamples of the experiments (infer.bootstrap; from restart 0's start): "
+                "their spread is the training-set variability of the fit, which q(theta) of one fit does not carry")
         ds["q_mu"] = (("experiment", "bin"), locals_[best]["mu"])
         ds["q_s"] = (("experiment", "bin"), np.exp(locals_[best]["log_s"]))
         descriptions = {
@@ -218,7 +262,7 @@ class VariationalFit:
         }
         for k, d in descriptions.items():
             ds[k].attrs["description"] = d
-        ds.attrs.update(neighbours=self.neighbours, bins=self.bins, restarts=len(states), best_restart=best,
+        ds.attrs.update(neighbours=self.neighbours, bins=self.bins, restarts=len(states), best_restart=best, bootstrap=self.bootstrap,
                         stopping_rule=stopping_rule_text(self.settings),
                         svi=f"Adam lr {self.settings.lr:g}, {self.settings.mc_samples} samples, {self.settings.adam_steps} steps per iteration",
                         data=self.data or "fine stage")

@@ -31,6 +31,7 @@ from .features import _check_M, apply_law, centred_log_counts, n_features
 
 __all__ = [
     "Predictive",
+    "bootstrap_draws",
     "posterior_predictive",
     "sample_law",
     "sample_q_state",
@@ -84,6 +85,38 @@ def sample_theta(mu_theta, S_theta, n_samples: int, rng: np.random.Generator) ->
         raise ValueError(f"S_theta is not positive semi-definite (eigenvalue {w.min():.3g})")
     root = V * np.sqrt(np.clip(w, 0.0, None))
     return mu + rng.standard_normal((n_samples, mu.size)) @ root.T
+
+
+def bootstrap_draws(mu_theta, S_theta, v_shape, v_rate, n_samples: int, rng: np.random.Generator, sample_v: bool = False):
+    """θ and 1/v of the bagged posterior (``predict.theta: bootstrap``): sample ``s`` uses bootstrap fit ``b = s mod B``.
+
+    Parameters
+    ----------
+    mu_theta : (B, L); S_theta : (B, L, L)
+        q_b(θ) of the B fits to bootstrap resamples of the experiments.
+    v_shape, v_rate : (B, k), k = 1 (shared v) or n_c
+        q_b(v).
+    sample_v : draw v ~ q_b(v) instead of v = <v>_b.
+
+    Returns
+    -------
+    theta : (n_samples, L); v_inv : (n_samples, k)
+    """
+    mu = np.asarray(mu_theta, dtype=np.float64)
+    S = np.asarray(S_theta, dtype=np.float64)
+    a = np.asarray(v_shape, dtype=np.float64)
+    b = np.asarray(v_rate, dtype=np.float64)
+    if mu.ndim != 2 or S.shape != mu.shape + (mu.shape[1],) or a.ndim != 2 or a.shape != b.shape or a.shape[0] != mu.shape[0]:
+        raise ValueError(f"bootstrap fits need mu (B, L), S (B, L, L), v_shape and v_rate (B, k); got {mu.shape}, {S.shape}, {a.shape}, {b.shape}")
+    B = mu.shape[0]
+    which = np.arange(int(n_samples)) % B
+    theta = np.empty((int(n_samples), mu.shape[1]))
+    v = np.empty((int(n_samples), a.shape[1]))
+    for r in range(B):
+        sel = which == r
+        theta[sel] = sample_theta(mu[r], S[r], int(sel.sum()), rng)
+        v[sel] = rng.gamma(a[r], 1.0 / b[r], size=(int(sel.sum()), a.shape[1])) if sample_v else a[r] / b[r]
+    return theta, 1.0 / v
 
 
 def sample_q_state(mu, log_s, n_samples: int, rng: np.random.Generator) -> np.ndarray:
@@ -192,6 +225,7 @@ def posterior_predictive(
     drop_blown: bool = False,
     percentiles=(2.5, 97.5),
     keep_samples: bool = False,
+    theta_draws=None,
 ) -> Predictive:
     """Posterior predictive summaries (eq. 2.39/2.41; REFERENCE-003 §4).
 
@@ -216,6 +250,8 @@ def posterior_predictive(
     blowup, drop_blown : overflow guard of the quadratic law (module docstring).
     percentiles : the credible interval.
     keep_samples : also return the counts and states ``(T, S, n_c)``.
+    theta_draws : (S, L) θ per sample given directly (e.g. :func:`bootstrap_draws`); then
+        ``mu_theta`` only fixes L and ``S_theta`` is not used.
 
     Returns
     -------
@@ -244,7 +280,12 @@ def posterior_predictive(
         raise ValueError(f"mu_theta must have shape ({L},) for M = {M}, got {mu_theta.shape}")
     if (v_inv is None) == (v_shape is None or v_rate is None):
         raise ValueError("give either v_inv, or v_shape and v_rate (q(v))")
-    theta = sample_theta(mu_theta, S_theta, S, rng)
+    if theta_draws is not None:
+        theta = np.asarray(theta_draws, dtype=np.float64)
+        if theta.shape != (S, L) or not np.isfinite(theta).all():
+            raise ValueError(f"theta_draws must be finite with shape ({S}, {L}), got {theta.shape}")
+    else:
+        theta = sample_theta(mu_theta, S_theta, S, rng)
     if v_inv is not None:
         if sample_v:
             raise ValueError("sample_v needs q(v) (v_shape, v_rate), not v_inv")

@@ -96,6 +96,7 @@ class PosteriorPredictive:
     samples: int
     initial_conditions: int
     noise: str = "mean"
+    theta: str = "posterior"  # "bootstrap": the mixture of the infer.bootstrap fits (bagged posterior)
     data: str | None = None
     holdout: int = 0
     upstream: str = ""  # fingerprints of infer and reference
@@ -110,7 +111,7 @@ class PosteriorPredictive:
         data = i.get("data")
         n_ic = load_count_data(data).counts.shape[0] if data is not None else spec["fine.test_initial_conditions"]
         return cls(seed=spec.seed, neighbours=spec["coarse.neighbours"], bins=spec["coarse.bins"], samples=p["samples"],
-                   initial_conditions=n_ic, noise=p["noise"], data=data, holdout=i["holdout"], upstream=up)
+                   initial_conditions=n_ic, noise=p["noise"], theta=p.get("theta", "posterior"), data=data, holdout=i["holdout"], upstream=up)
 
     # ------------------------------------------------------------------ truth
     def truth(self, tree: xr.DataTree) -> tuple[np.ndarray, int]:
@@ -139,6 +140,15 @@ class PosteriorPredictive:
         else:
             kwargs.update(v_shape=infer["v_gamma"].values, v_rate=infer["v_zeta"].values)
         rng = block_stream(self.seed, BlockKey(self.name, ic, 0))
+        if self.theta == "bootstrap":
+            from .predict import bootstrap_draws
+
+            if "bootstrap_theta_mean" not in infer:
+                raise ValueError("predict.theta: bootstrap needs the infer stage's bootstrap fits (infer.bootstrap > 0)")
+            th, vinv = bootstrap_draws(infer["bootstrap_theta_mean"].values, infer["bootstrap_theta_cov"].values,
+                                       infer["bootstrap_v_gamma"].values, infer["bootstrap_v_zeta"].values,
+                                       self.samples, rng, sample_v=self.noise == "sampled")
+            kwargs = dict(mu_theta=infer["theta_mean"].values, theta_draws=th, v_inv=vinv)
         shared = self.data is not None or bool(tree["reference"].attrs.get("shared_start", 1))
         if shared:
             start = centred_log_counts(coarse[0, 0])  # every replica starts from the same fine state
@@ -220,7 +230,7 @@ class PosteriorPredictive:
             ds[f"{obs}_lo"].attrs["description"] = "2.5th percentile of the posterior predictive"
             ds[f"{obs}_hi"].attrs["description"] = "97.5th percentile of the posterior predictive"
             ds[f"{obs}_truth_mean"].attrs["description"] = f"mean over the {R} fine-grained runs"
-        ds.attrs.update(samples=self.samples, noise=self.noise, walkers=n_f, replicas=R,
+        ds.attrs.update(samples=self.samples, noise=self.noise, theta=self.theta, walkers=n_f, replicas=R,
                         start="MAP-like state centred log(m + 1/2) of the fine state's counts (training gauge); "
                         "with independent starts of the fine-grained runs, sample s starts from run s mod replicas")
         return ds

@@ -56,6 +56,7 @@ SCHEMA: dict[str, Any] = {
         "data": Field("str", required=False, doc="bring your own bin counts (netCDF or Zarr; see the README); then the fine stage is skipped"),
         "holdout": Field("int", required=False, default=0, minimum=0, doc="with infer.data: the last steps of each experiment kept out of training, for predict"),
         "restarts": Field("int", required=False, default=2, minimum=1, doc="independent fits; the highest ELBO is kept"),
+        "bootstrap": Field("int", required=False, default=0, minimum=0, doc="extra fits to bootstrap resamples of the experiments (for predict.theta: bootstrap); 0: none"),
         "iterations": Field("int", required=False, default=150, minimum=1, doc="outer iterations at most"),
         "block": Field("int", required=False, default=16, minimum=1, doc="experiments per task in each iteration"),
         "learning_rate": Field("float", required=False, default=0.02, **_POS, doc="Adam step on (mu, log s) of q(X_i)"),
@@ -69,6 +70,7 @@ SCHEMA: dict[str, Any] = {
     "predict": {
         "samples": Field("int", required=False, default=1000, minimum=10, doc="posterior predictive samples"),
         "noise": Field("str", required=False, default="mean", choices=("mean", "sampled"), doc="v at prediction time: <v>, or drawn from q(v)"),
+        "theta": Field("str", required=False, default="posterior", choices=("posterior", "bootstrap"), doc="posterior: theta ~ q(theta) of the reported fit; bootstrap: sample s draws theta ~ q_b(theta) (and v of) bootstrap fit b = s mod infer.bootstrap (the bagged posterior: carries the training-set variability of a misspecified law)"),
     },
 }
 
@@ -81,6 +83,8 @@ def sections(data: Any = None, problems: list | None = None) -> dict[str, Any]:
 def check(d: dict, problems: list) -> None:
     """Cross-key rules; with ``infer.data`` the fine and reference stages are dropped (the data replace them)."""
     micro, coarse, fine, infer = d.get("micro", {}), d.get("coarse", {}), d.get("fine", {}), d.get("infer", {})
+    if d.get("predict", {}).get("theta") == "bootstrap" and not infer.get("bootstrap"):
+        problems.append(("predict.theta", "bootstrap needs fits to resample: set infer.bootstrap to the number of them (e.g. 8)"))
     right, left = micro.get("jump_right"), micro.get("jump_left")
     if right is not None and left is not None and right + left > 1:
         problems.append(("micro.jump_right", f"jump_right + jump_left must not exceed 1 (the rest is the probability to stay), got {right:g} + {left:g}"))
