@@ -237,6 +237,56 @@ class FieldClosureAutoencoder(ParamsMixin):
             means = tiles[np.arange(x.shape[0]), np.broadcast_to(np.asarray(tile), (x.shape[0],))].mean(axis=-1)
         return np.concatenate([means, self.transform(x, tile)], axis=1)
 
+    def reconstruction_loss(self, states):
+        """The training objective on ``states``: :meth:`reconstruction_error` (the name the closure stage calls)."""
+        return self.reconstruction_error(states)
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self):
+        """Fitted parameters as a flat dict of NumPy arrays (no pickle); reload with :meth:`load_state_dict`."""
+        self._check_fitted()
+        out = {"format": np.array(STATE_FORMAT), "species": np.array(self.species_), "cells": np.array(self.cells_),
+               "latent_mean": self.latent_mean_.copy(), "latent_scale": self.latent_scale_.copy()}
+        for s, layers in enumerate(self.params_["enc"]):
+            for i, layer in enumerate(layers):
+                out[f"enc.{s}.{i}.W"], out[f"enc.{s}.{i}.b"] = layer["W"].copy(), layer["b"].copy()
+        for i, layer in enumerate(self.params_["dec"]):
+            out[f"dec.{i}.W"], out[f"dec.{i}.b"] = layer["W"].copy(), layer["b"].copy()
+        return out
+
+    def load_state_dict(self, state):
+        """Inverse of :meth:`state_dict` (shapes checked against a fresh initialisation). Returns self."""
+        import jax
+
+        state = dict(state)
+        if int(np.asarray(state.pop("format", -1))) != STATE_FORMAT:
+            raise ValueError(f"unsupported FieldClosureAutoencoder state format, this version reads {STATE_FORMAT}")
+        try:
+            species, cells = int(np.asarray(state.pop("species"))), int(np.asarray(state.pop("cells")))
+            mean, scale = np.asarray(state.pop("latent_mean"), float), np.asarray(state.pop("latent_scale"), float)
+        except KeyError as exc:
+            raise ValueError(f"state is missing {exc.args[0]!r}") from None
+        ref = jax.tree_util.tree_map(np.asarray, self._init_params(_jax.prng_key(0), species, cells))
+
+        def take(name, like):
+            if name not in state:
+                raise ValueError(f"state is missing {name!r}")
+            a = np.asarray(state.pop(name), np.float32)
+            if a.shape != like.shape:
+                raise ValueError(f"{name} has shape {a.shape}, this configuration expects {like.shape}")
+            return a
+
+        params = {"enc": [[{k: take(f"enc.{s}.{i}.{k}", layer[k]) for k in ("W", "b")} for i, layer in enumerate(enc)]
+                          for s, enc in enumerate(ref["enc"])],
+                  "dec": [{k: take(f"dec.{i}.{k}", layer[k]) for k in ("W", "b")} for i, layer in enumerate(ref["dec"])]}
+        if state:
+            raise ValueError(f"unexpected entries in state: {sorted(state)}")
+        if mean.shape != (species * self.latent,) or scale.shape != mean.shape:
+            raise ValueError(f"latent_mean/latent_scale must have shape ({species * self.latent},)")
+        self.params_, self.species_, self.cells_ = params, species, cells
+        self.latent_mean_, self.latent_scale_ = mean, scale
+        return self
+
     def reconstruction_error(self, states):
         """Mean squared reconstruction error of states of the training shape."""
         self._check_fitted()

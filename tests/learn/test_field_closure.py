@@ -64,3 +64,18 @@ def test_deterministic_and_validated():
         a.transform(x[0])
     with pytest.raises(ValueError, match=r"tile must be integer tile indices in \[0, 5\)"):
         a.transform(x, tile=5)
+
+
+def test_state_dict_round_trip_is_exact_and_checked():
+    rng = np.random.default_rng(3)
+    x = initial_state(40, rng.uniform(0.45, 0.55, 64), rng.uniform(0.05, 0.15, 64))
+    ae = FieldClosureAutoencoder(tile_size=8, latent=1, epochs=2, batch_size=32, random_state=1).fit(x)
+    state = ae.state_dict()
+    back = FieldClosureAutoencoder(tile_size=8, latent=1).load_state_dict(state)
+    np.testing.assert_array_equal(back.transform(x), ae.transform(x))
+    np.testing.assert_array_equal(back.transform(x, tile=3), ae.transform(x, tile=3))
+    assert back.reconstruction_loss(x) == ae.reconstruction_error(x)
+    with pytest.raises(ValueError, match="enc.0.0.W has shape"):
+        FieldClosureAutoencoder(tile_size=10, latent=1).load_state_dict(state)
+    with pytest.raises(ValueError, match="missing 'cells'"):
+        FieldClosureAutoencoder(tile_size=8, latent=1).load_state_dict({k: v for k, v in state.items() if k != "cells"})

@@ -1,7 +1,9 @@
 """The ``closure`` stage of method ``partial``: learned, patch-additive closure variables (REFERENCE-002 §0, §5).
 
-For every small size L_s a :class:`~cgflow.learn.closure.ClosureAutoencoder` with
-tiles of side L_s is trained on the large snapshots of the ``pairs`` stage; its
+For every small size L_s the system's per-tile autoencoder (Ising: the CNN
+:class:`~cgflow.learn.closure.ClosureAutoencoder` with tiles of side L_s;
+predator–prey: the per-species MLP :class:`~cgflow.learn.field_closure.FieldClosureAutoencoder`
+on its tiles) is trained on the large snapshots of the ``pairs`` stage; its
 encoder e gives the closure ẑ(x) = (1/K) Σ_J e(x_J), patch-additive by
 construction, so the partial-evolution target extends to it exactly as to m and
 ρ_dw (REFERENCE §0):
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -68,15 +71,25 @@ def truth_states(tree: xr.DataTree, small_size: int) -> np.ndarray:
     return z
 
 
+def _autoencoder_class(name: str):
+    from ...learn.closure import ClosureAutoencoder
+    from ...learn.field_closure import FieldClosureAutoencoder
+
+    return {c.__name__: c for c in (ClosureAutoencoder, FieldClosureAutoencoder)}[name]
+
+
 def load_closure(closure: xr.Dataset, small_size: int):
-    """Rebuild the fitted :class:`~cgflow.learn.closure.ClosureAutoencoder` of one L_s from the ``closure`` group.
+    """Rebuild the fitted autoencoder of one L_s from the ``closure`` group.
 
-    Its ``transform`` gives raw latents; the stored ones are
-    ``(raw - latent_mean) / latent_sd`` of that L_s.
+    Its ``transform`` gives its latents; the stored ones are
+    ``(latents - latent_mean) / latent_sd`` of that L_s.
     """
-    from ...learn.closure import STATE_FORMAT, ClosureAutoencoder
+    import importlib
 
-    state = {"format": np.array(STATE_FORMAT)}
+    a = closure.attrs
+    cls = _autoencoder_class(a.get("autoencoder", "ClosureAutoencoder"))
+    module = importlib.import_module(cls.__module__)
+    state = {"format": np.array(module.STATE_FORMAT)}
     for var in closure.data_vars.values():
         key = var.attrs.get("state_key")
         if key is None:
@@ -85,7 +98,8 @@ def load_closure(closure: xr.Dataset, small_size: int):
             state[key] = np.asarray(var.sel(small_size=small_size).values)
         elif var.attrs.get("small_size") == small_size:
             state[key] = np.asarray(var.values)
-    ae = ClosureAutoencoder(tile_size=small_size, latent=int(closure.attrs["latent"]))
+    tile = int(closure["tile_size"].sel(small_size=small_size)) if "tile_size" in closure else small_size
+    ae = cls(tile_size=tile, latent=int(a.get("autoencoder_latent", a["latent"])))
     return ae.load_state_dict(state)
 
 
@@ -96,6 +110,7 @@ class FitClosure:
     upstream: str
     seed: int
     small_sizes: tuple[int, ...]
+    system: Any
     latent: int = 2
     epochs: int = 10
     batch_size: int = 128
@@ -108,15 +123,22 @@ class FitClosure:
         from ...engine.types import fingerprint
 
         c = spec["closure"]
+        from .systems import system_from_spec
+
         return cls(upstream=fingerprint(pairs) + fingerprint(truth), seed=spec.seed,
-                   small_sizes=tuple(spec["partial"]["small_size"]), latent=c["latent"], epochs=c["epochs"],
+                   small_sizes=tuple(spec["partial"]["small_size"]), system=system_from_spec(spec),
+                   latent=c["latent"], epochs=c["epochs"],
                    batch_size=c["batch_size"], learning_rate=c["learning_rate"], snapshots=c["snapshots"])
 
     def parts(self) -> tuple:
         return tuple(int(s) for s in self.small_sizes)
 
+    def autoencoder(self, Ls: int):
+        return self.system.closure_autoencoder(Ls, self.latent, epochs=self.epochs, batch_size=self.batch_size,
+                                               learning_rate=self.learning_rate,
+                                               random_state=(self.seed, stage_id(self.name), self.small_sizes.index(Ls)))
+
     def compute_part(self, tree: xr.DataTree, Ls: int) -> dict:
-        from ...learn.closure import ClosureAutoencoder
         from .stages import _single_thread
 
         _single_thread()
@@ -124,9 +146,7 @@ class FitClosure:
         x = np.asarray(pairs["snapshot"].values)
         after = np.asarray(pairs["snapshot_after"].values)
         tile = np.asarray(pairs["tile"].values)
-        ae = ClosureAutoencoder(tile_size=Ls, latent=self.latent, epochs=self.epochs, batch_size=self.batch_size,
-                                learning_rate=self.learning_rate,
-                                random_state=(self.seed, stage_id(self.name), self.small_sizes.index(Ls)))
+        ae = self.autoencoder(Ls)
         start = time.process_time()
         ae.fit(x[: self.snapshots])
         seconds = time.process_time() - start
@@ -140,7 +160,7 @@ class FitClosure:
         def scaled(v):
             return (v - mean) / sd
 
-        truth = np.asarray(tree["truth"]["snapshot"].values)  # (m0, replica, time, L, L)
+        truth = np.asarray(tree["truth"]["snapshot"].values)  # (start, replica, time, *state shape (2 axes))
         lat_truth = ae.transform(truth.reshape((-1,) + truth.shape[-2:])).astype(np.float64)
         lat_truth = scaled(lat_truth).reshape(truth.shape[:3] + (self.latent,))
         state = ae.state_dict()
@@ -173,9 +193,14 @@ class FitClosure:
         out["latent_sd"] = (("small_size", "latent"), np.stack([r["sd"] for r in res]))
         out["latent_sd"].attrs["description"] = "raw latent = latent_mean + latent_sd x stored latent"
         out["loss_curve"] = (("small_size", "epoch"), np.stack([r["loss"] for r in res]))
-        out["loss_curve"].attrs["description"] = "mean binary cross-entropy per epoch"
-        out["reconstruction_bce"] = ("small_size", np.array([r["reconstruction"] for r in res]))
-        out["reconstruction_bce"].attrs["description"] = "BCE on up to 512 snapshots not trained on (log 2 = 0.693: chance)"
+        out["loss_curve"].attrs["description"] = "the autoencoder's training loss per epoch (BCE for spins, MSE for fields)"
+        ae = self.autoencoder(S[0])
+        bce = type(ae).__name__ == "ClosureAutoencoder"
+        name = "reconstruction_bce" if bce else "reconstruction_mse"
+        out[name] = ("small_size", np.array([r["reconstruction"] for r in res]))
+        out[name].attrs["description"] = ("BCE on up to 512 snapshots not trained on (log 2 = 0.693: chance)" if bce
+                                          else "mean squared reconstruction error on up to 512 snapshots not trained on")
+        out["tile_size"] = ("small_size", np.array([self.system.tile_size(s) for s in S], np.int64))
         out["fit_cpu_seconds"] = ("small_size", np.array([r["seconds"] for r in res]))
         out["fit_cpu_seconds"].attrs[TIMING_ATTR] = True
         for key in res[0]["state"]:
@@ -193,8 +218,9 @@ class FitClosure:
             out[safe].attrs["state_key"] = key
         out.attrs.update(latent=self.latent, epochs=self.epochs, batch_size=self.batch_size,
                          learning_rate=self.learning_rate, snapshots=self.snapshots, upstream=self.upstream,
-                         architecture="per-tile CNN encoder, averaged over the K tiles (REFERENCE-002 §5); "
-                                      "cgflow.learn.closure.ClosureAutoencoder")
+                         autoencoder=type(ae).__name__, autoencoder_latent=int(ae.latent),
+                         architecture=f"per-tile encoder averaged over the K tiles (REFERENCE-002 §5); "
+                                      f"{type(ae).__module__}.{type(ae).__name__}")
         return out
 
     def compute(self, tree: xr.DataTree) -> xr.Dataset:

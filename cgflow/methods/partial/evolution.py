@@ -147,8 +147,8 @@ def partial_evolution_pairs(snapshots, tile_size: int, model: PatchModel, rng, b
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     snaps = np.asarray(snapshots)
-    if snaps.ndim < 3 or snaps.shape[0] < 1:
-        raise ValueError(f"snapshots must have shape (B, L, L) with B >= 1, got {snaps.shape}")
+    if snaps.ndim < 2 or snaps.shape[0] < 1:
+        raise ValueError(f"snapshots must have shape (B, L, L) (or the model's layout) with B >= 1, got {snaps.shape}")
     if isinstance(tile_size, bool) or not isinstance(tile_size, Integral) or tile_size < 2:
         raise ValueError(f"tile_size must be an integer >= 2, got {tile_size!r}")
     z0_all = model.tile_observables(snaps, tile_size, boundary)  # (B, K, d); validates boundary, shapes, tile_size

@@ -34,7 +34,7 @@ _POS = dict(minimum=0, exclusive_minimum=True)
 
 #: ``micro.model`` values, by system (:data:`.systems.SYSTEMS`).
 SPIN_MODELS = ("curie_weiss", "ising2d")
-MODELS = SPIN_MODELS + ("predator_prey",)
+MODELS = SPIN_MODELS + ("predator_prey", "bcc_alloy")
 _MODEL = Field("str", choices=MODELS, doc="the system: spins (mean field or the 2-D periodic Ising lattice) or the "
                                           "predator-prey SPDE")
 
@@ -165,13 +165,68 @@ def _predator_prey_schema() -> dict[str, Any]:
         "train_m": Field("floats", required=False, default=(0.45, 0.55), doc="range of m of the small runs' starts"),
         "train_k": Field("floats", required=False, default=(0.05, 0.15), doc="range of k of the small runs' starts"),
     }
-    return {**common, "micro": micro, "partial": part, "truth": truth, "sde": sde, "rollout": roll}
+    closure = dict(SCHEMA["closure"],
+                   latent=Field("int", required=False, default=0, minimum=0, maximum=8,
+                                doc="learned closure variables beside the spatial means (even: latent / 2 per "
+                                    "species; 2 in the paper); 0: none"),
+                   batch_size=Field("int", required=False, default=256, minimum=1, doc="the authors' 256"),
+                   learning_rate=Field("float", required=False, default=1e-4, **_POS, doc="the authors' 1e-4"))
+    return {**common, "micro": micro, "partial": part, "truth": truth, "sde": sde, "rollout": roll, "closure": closure}
 
 
 PREDATOR_PREY_SCHEMA: dict[str, Any] = _predator_prey_schema()
 
+#: Species the stand-in barrier model knows (REFERENCE-002 §9).
+ALLOY_SPECIES = ("Nb", "Mo", "Ta")
+
+
+def _alloy_schema() -> dict[str, Any]:
+    """The NbMoTa vacancy KMC's sections (REFERENCE-002 §1c, §2, §3, §9): one temperature per run, times in units
+    of ``micro.time_scale`` seconds."""
+    common = {k: v for k, v in SCHEMA.items() if k not in ("micro", "upsampling")}
+    part = {k: v for k, v in SCHEMA["partial"].items() if k not in ("boundary", "large_size")}
+    part.update(
+        small_size=Field("floats", required=False, default=(8.0,), doc="cells per side of the small systems (one "
+                                                                       "size; 8: 1024 sites)"),
+        pair_duration=Field("float", required=False, default=1.0, **_POS,
+                            doc="time of each window run (micro.time_scale units; 1e-9 s at 2000 K is about the "
+                                "authors' 124 jumps)"),
+        snapshot_interval=Field("float", required=False, default=8.0, **_POS, doc="between small-system snapshots"),
+        random_fraction=Field("float", required=False, default=0.0, minimum=0, maximum=1,
+                              doc="share of pairs from random large configurations (authors: 0)"),
+        tiles_per_pair=Field("strnum", required=False, default="1", doc="windows evolved and averaged per pair"),
+        relax_jumps=Field("int", required=False, default=7, minimum=0,
+                          doc="jumps per vacancy per seam-relaxation window of the upsampling (the authors' 7)"))
+    truth = {k: v for k, v in SCHEMA["truth"].items() if k != "initial"}
+    truth.update(runs=Field("int", required=False, default=16, minimum=1, doc="direct large-lattice runs"),
+                 block=Field("int", required=False, default=4, minimum=1, doc="runs per task"),
+                 t_end=Field("float", required=False, default=300.0, **_POS, doc="end time (micro.time_scale units)"),
+                 save_every=Field("float", required=False, default=5.0, **_POS, doc="between saved SRO values"))
+    roll = dict(SCHEMA["rollout"], dt=Field("float", required=False, default=0.5, **_POS, doc="Euler-Maruyama step"),
+                paths=Field("int", required=False, default=64, minimum=1, doc="rollout paths"))
+    sde = dict(SCHEMA["sde"], drift_estimator=Field("str", required=False, default="euler", choices=("euler",),
+                                                    doc="euler (the window runs cannot be observed inside)"),
+               learning_rate=Field("float", required=False, default=1e-3, **_POS, doc="the authors' NB value"))
+    micro = {
+        "model": _MODEL,
+        "temperature": Field("float", **_POS, doc="T in kelvin"),
+        "cells": Field("int", required=False, default=16, minimum=2, doc="cells per side of the large lattice "
+                                                                         "(16: 8192 sites)"),
+        "species": Field("strs", required=False, default=ALLOY_SPECIES, doc="the equimolar species (Nb, Mo, Ta)"),
+        "vacancies": Field("int", required=False, default=1, doc="vacancies per small system (>= 1)"),
+        "barrier": {"lambda": Field("float", required=False, default=0.5, minimum=0,
+                                    doc="lambda of the stand-in KRA barriers E_b = E0 + lambda dE/2 (REFERENCE §9)")},
+        "time_scale": Field("float", required=False, default=1e-9, **_POS,
+                            doc="seconds per unit of every time key (choose it so a pair run is ~1 unit)"),
+    }
+    return {**common, "micro": micro, "partial": part, "truth": truth, "sde": sde, "rollout": roll}
+
+
+ALLOY_SCHEMA: dict[str, Any] = _alloy_schema()
+
 #: Sections that may be omitted as a whole.
-OPTIONAL_SECTIONS: frozenset[str] = frozenset({"upsampling", "loss", "closure", "sde", "truth", "rollout", "partial"})
+OPTIONAL_SECTIONS: frozenset[str] = frozenset({"upsampling", "loss", "closure", "sde", "truth", "rollout", "partial",
+                                               "micro.barrier"})
 
 
 def sections(data: Any = None, problems: list | None = None) -> dict[str, Any] | None:
@@ -182,6 +237,8 @@ def sections(data: Any = None, problems: list | None = None) -> dict[str, Any] |
         return SCHEMA
     if name == "predator_prey":
         return PREDATOR_PREY_SCHEMA
+    if name == "bcc_alloy":
+        return ALLOY_SCHEMA
     if problems is not None:
         problems.append(("micro.model", f"expected one of {{{', '.join(MODELS)}}}, got {name!r}"))
     return None
@@ -264,10 +321,15 @@ def _check_predator_prey(d: dict, problems: list) -> None:
     tile = part.get("tile_size")
     if tile is not None and n is not None and n % tile:
         problems.append(("partial.tile_size", f"must divide micro.size = {n} (K = n / tile_size tiles), got {tile}"))
-    if (d.get("closure", {}).get("latent") or 0) > 0:
-        problems.append(("closure.latent", "learned closures of the predator-prey tiles are not wired into the stages "
-                                           "yet (the closure is the spatial means of u and v); use 0"))
-    d["stages"] = tuple(s for s in d.get("stages", ()) if s != "closure")
+    clo = d.get("closure", {})
+    latent = clo.get("latent") or 0
+    if latent % 2:
+        problems.append(("closure.latent", f"must be even for predator-prey (latent / 2 per species, the per-species "
+                                           f"encoders of REFERENCE-002 §5), got {latent}"))
+    if latent == 0:
+        d["stages"] = tuple(s for s in d.get("stages", ()) if s != "closure")
+    if clo.get("snapshots") and part.get("pairs") and clo["snapshots"] > part["pairs"]:
+        problems.append(("closure.snapshots", f"must not exceed partial.pairs = {part['pairs']}, got {clo['snapshots']}"))
     for key in ("train_m", "train_k"):
         r = micro.get(key)
         if r is not None and (len(r) != 2 or r[0] > r[1]):
@@ -330,8 +392,36 @@ def _check_spins(d: dict, problems: list) -> None:
     _check_closure(d, problems)
 
 
+def _check_alloy(d: dict, problems: list) -> None:
+    """Species, vacancies, one small size that tiles the lattice; no learned closures."""
+    micro, part = d.get("micro", {}), d.get("partial", {})
+    species = micro.get("species")
+    if species is not None:
+        unknown = [x for x in species if x not in ALLOY_SPECIES]
+        if unknown:
+            problems.append(("micro.species", f"unknown species {unknown}: the stand-in barrier model of "
+                                              f"REFERENCE-002 §9 knows {list(ALLOY_SPECIES)}"))
+        elif sorted(species) != sorted(ALLOY_SPECIES):
+            problems.append(("micro.species", f"must be the equimolar {list(ALLOY_SPECIES)}, got {list(species)}"))
+    if micro.get("vacancies") is not None and micro["vacancies"] < 1:
+        problems.append(("micro.vacancies", f"must be >= 1 (nothing moves without a vacancy), got {micro['vacancies']}"))
+    sizes, cells = part.get("small_size"), micro.get("cells")
+    if sizes is not None:
+        if len(sizes) != 1 or not float(sizes[0]).is_integer() or sizes[0] < 2:
+            problems.append(("partial.small_size", f"must be one integer >= 2 (cells per side), got {list(sizes)}"))
+        else:
+            part["small_size"] = (int(sizes[0]),)
+            if cells is not None and (cells % int(sizes[0]) or cells == int(sizes[0])):
+                problems.append(("partial.small_size", f"micro.cells = {cells} must be a multiple > 1 of it (the "
+                                                       f"lattice is not divisible into tiles), got {int(sizes[0])}"))
+    if (d.get("closure", {}).get("latent") or 0) > 0:
+        problems.append(("closure.latent", "the alloy's closure is its six SRO parameters (REFERENCE-002 §1c): use 0"))
+    d["stages"] = tuple(s for s in d.get("stages", ()) if s != "closure")
+
+
 #: Per-system cross-key rules (the systems of .systems.SYSTEMS).
-_SYSTEM_RULES = {"curie_weiss": _check_spins, "ising2d": _check_spins, "predator_prey": _check_predator_prey}
+_SYSTEM_RULES = {"curie_weiss": _check_spins, "ising2d": _check_spins, "predator_prey": _check_predator_prey,
+                 "bcc_alloy": _check_alloy}
 
 
 def check(d: dict, problems: list) -> None:

@@ -220,7 +220,7 @@ class PairSweep:
             pool = system.small_snapshots(n_runs, spr, self.snapshot_interval, Ls, rng)[:n_up]
             # in order (no resampling: the pool is already a random draw), so every output has a known source
             parts.append(system.upsample(pool, rng))
-            sources.append(system.observables(pool, Ls))
+            sources.append(system.source_observables(pool, Ls))
         if n_rand:
             parts.append(system.random_states(n_rand, rng))
             sources.append(np.full((n_rand, len(system.observable_names)), np.nan))
@@ -883,6 +883,10 @@ class Evaluation:
         UPSAMPLING_TOLERANCE x the spread of the source magnetisations.
         """
         src = pairs["z_source"].values  # (small_size, replica, obs), NaN for random configurations
+        if np.all(np.isnan(src)):
+            out.attrs["upsampling_check"] = ("not available: no pair has a single small snapshot as its source "
+                                             "(random configurations, or an upsampling that mixes snapshots)")
+            return
         shift = pairs["z0"].values - src
         mean = np.nanmean(shift, axis=1)
         n = np.sum(np.isfinite(shift[..., 0]), axis=1)
@@ -897,13 +901,15 @@ class Evaluation:
         out["upsampling_shift_rms"].attrs["description"] = "rms of z0 - z_source; compare with source_spread"
         out["source_spread"] = (dims, spread)
         ratio = rms[:, 0] / spread[:, 0]
-        flagged = [f"L_s = {Ls}: rms shift of m {r:.2f} x its spread" for Ls, r in zip(pairs["small_size"].values, ratio)
-                   if r > UPSAMPLING_TOLERANCE]
+        first = str(pairs["obs"].values[0])
+        flagged = [f"L_s = {Ls}: rms shift of {first} {r:.2f} x its spread"
+                   for Ls, r in zip(pairs["small_size"].values, ratio) if r > UPSAMPLING_TOLERANCE]
         out.attrs["upsampling_check"] = ("; ".join(flagged) if flagged else
-                                         f"ok: rms shift of m below {UPSAMPLING_TOLERANCE:g} x its spread")
+                                         f"ok: rms shift of {first} below {UPSAMPLING_TOLERANCE:g} x its spread")
         if flagged:
-            warnings.warn(f"the upsampling relaxation moves the magnetisation ({'; '.join(flagged)}): lower "
-                          "upsampling.window_time", UpsamplingWarning, stacklevel=2)
+            warnings.warn(f"the upsampling moves the slow variables ({'; '.join(flagged)}): "
+                          f"{pairs.attrs.get('upsampling_hint', 'shorten the relaxation')}", UpsamplingWarning,
+                          stacklevel=2)
 
 
 def _n_sites(sde: xr.Dataset) -> int:

@@ -125,6 +125,7 @@ class SpinSystem:
     def pair_attrs(self) -> dict:
         """What the ``pairs`` group records about how its large states and tile runs were made."""
         return dict(boundary=self.boundary, upsampling="2 x 2 replication + windowed relaxation",
+                    upsampling_hint="lower upsampling.window_time",
                     upsampling_window=self.window, upsampling_stride=self.stride,
                     upsampling_window_time=self.window_time, upsampling_clock="time")
 
@@ -147,6 +148,10 @@ class SpinSystem:
 
     def observables(self, states, size: int | None = None) -> np.ndarray:
         return glauber.observables(states, self.params(size))
+
+    def source_observables(self, pool, size: int) -> np.ndarray:
+        """z of the small snapshot each upsampled state is built from (the upsampling check's reference)."""
+        return self.observables(pool, size)
 
     def upsample(self, pool, rng) -> np.ndarray:
         """Hierarchical 2 x 2 replication and windowed relaxation to L, in order (REFERENCE §3)."""
@@ -184,6 +189,13 @@ class SpinSystem:
             r, c = (I // nt) * Ls, (I % nt) * Ls
             after[b, r:r + Ls, c:c + Ls] = tile
         return after
+
+    # ------------------------------------------------------------------ learned closures (REFERENCE §5)
+    def closure_autoencoder(self, small_size: int, latent: int, **fit):
+        """The per-tile CNN autoencoder of the tiles of side L_s (Ising; ``latent`` closure variables in all)."""
+        from ...learn.closure import ClosureAutoencoder
+
+        return ClosureAutoencoder(tile_size=self.tile_size(small_size), latent=latent, **fit)
 
     # ------------------------------------------------------------------ exact laws (Curie–Weiss, REFERENCE §9)
     def drift_exact(self, m):
@@ -277,6 +289,7 @@ class PredatorPreySystem:
 
     def pair_attrs(self) -> dict:
         return dict(boundary=self.boundary, upsampling="linear interpolation n_s -> n (no relaxation)",
+                    upsampling_hint="the interpolation should keep the means to O(dx^2): check the grids",
                     tile_runs="Euler-Maruyama steps of one tile, one ghost cell per side from the frozen neighbours",
                     training_m=list(self.train_m), training_k=list(self.train_k))
 
@@ -302,6 +315,9 @@ class PredatorPreySystem:
 
     def observables(self, states, size: int | None = None) -> np.ndarray:
         return np.asarray(states, dtype=np.float64).mean(axis=-1)
+
+    def source_observables(self, pool, size: int) -> np.ndarray:
+        return self.observables(pool, size)
 
     def upsample(self, pool, rng) -> np.ndarray:
         """Linear interpolation n_s -> n (REFERENCE §3; no relaxation)."""
@@ -332,12 +348,222 @@ class PredatorPreySystem:
             after[b, :, I * w:(I + 1) * w] = tile
         return after
 
+    # ------------------------------------------------------------------ learned closures (REFERENCE §5)
+    def closure_autoencoder(self, small_size: int, latent: int, **fit):
+        """The per-species, per-tile MLP autoencoder (``latent`` closure variables in all: latent / 2 per species)."""
+        from ...learn.field_closure import FieldClosureAutoencoder
+
+        return FieldClosureAutoencoder(tile_size=self.tile, latent=latent // 2, **fit)
+
     def warmup(self) -> None:
         pass
 
 
+# ============================================================================= NbMoTa alloy
+class ScaledTimePatchModel:
+    """A :class:`~.evolution.PatchModel` whose clock is ``scale`` times the stages': durations in, dt out."""
+
+    def __init__(self, model, scale: float):
+        self.model, self.scale = model, float(scale)
+        self.observable_names = model.observable_names
+
+    def tile_observables(self, snapshots, tile_size: int, boundary: str = "frozen"):
+        return self.model.tile_observables(snapshots, tile_size, boundary)
+
+    def evolve_tiles(self, snapshots, tile_size, tiles, n_events, boundary, rng, duration=None, **kw):
+        out = self.model.evolve_tiles(snapshots, tile_size, tiles, n_events, boundary, rng,
+                                      duration=None if duration is None else duration * self.scale, **kw)
+        return out[:3] + (out[3] / self.scale,) + tuple(out[4:])
+
+    def evolve_full(self, snapshots, n_events, rng):
+        z0, z1, dt = self.model.evolve_full(snapshots, n_events, rng)
+        return z0, z1, dt / self.scale
+
+
+
+@dataclass(frozen=True)
+class AlloySystem:
+    """Vacancy-exchange KMC of equimolar NbMoTa on a periodic BCC lattice (REFERENCE-002 §1c, §2, §3, §9).
+
+    The barriers are the **stand-in** pair-interaction + KRA model of REFERENCE-002 §9
+    (:mod:`cgflow.micro.bcc_alloy`), not the authors' neural barrier model. One
+    temperature per run (the temperature-conditioned SDE is not built yet).
+
+    Parameters
+    ----------
+    temperature : float
+        T in kelvin.
+    cells : int
+        Cubic cells per side of the large lattice (16: 8192 sites).
+    lam : float
+        ``micro.barrier.lambda`` of the stand-in barriers.
+    small_vacancies : int
+        Vacancies of every small system (1, the authors').
+    relax_jumps : int
+        Jumps per vacancy per seam-relaxation window of the upsampling (the authors' 7).
+    time_scale : float
+        Seconds per unit of the stages' clock: every time key of the spec (pair
+        duration, snapshot interval, truth times, rollout step) is in these units, so
+        the learned drift is O(1) per unit; the store records it (``time_scale_seconds``).
+    small_cells : int
+        Cells per side of the small systems (``partial.small_size``; 8: 1024 sites).
+    snapshots_per_run : int
+        ``partial.snapshots_per_run``: the upsampling draws the blocks of a large state
+        from small snapshots taken at the same time.
+    """
+
+    temperature: float
+    cells: int = 16
+    lam: float = 0.5
+    small_vacancies: int = 1
+    relax_jumps: int = 7
+    time_scale: float = 1e-9
+    small_cells: int = 8
+    snapshots_per_run: int = 16
+    starts: tuple = (0,)
+
+    state_dims: ClassVar[tuple[str, ...]] = ("site",)
+    state_dtype: ClassVar[type] = np.int8
+    start_dim: ClassVar[str] = "start"
+    exact_laws: ClassVar[bool] = False
+    boundary: ClassVar[str] = "frozen"
+    random_state_text: ClassVar[str] = "random equimolar configuration, one vacancy per small-system block"
+
+    @classmethod
+    def from_spec(cls, spec) -> "AlloySystem":
+        m = spec["micro"]
+        p = spec["partial"]
+        return cls(temperature=m["temperature"], cells=m["cells"], lam=m["barrier"]["lambda"],
+                   small_vacancies=m["vacancies"], relax_jumps=p["relax_jumps"], time_scale=m["time_scale"],
+                   small_cells=int(p["small_size"][0]), snapshots_per_run=p["snapshots_per_run"])
+
+    @property
+    def observable_names(self) -> tuple:
+        from ...micro import bcc_alloy as ba
+
+        return ba.SRO_PAIRS
+
+    @property
+    def time_unit(self) -> str:
+        return f"{self.time_scale:g} s (nu0 = 1e13/s)"
+
+    def params(self, cells: int | None = None):
+        from ...micro import bcc_alloy as ba
+
+        return ba.BccAlloyParams(self.temperature, self.cells if cells is None else cells, self.lam)
+
+    @property
+    def patch_model(self) -> "ScaledTimePatchModel":
+        """The window partial evolution (:class:`~cgflow.micro.bcc_alloy_patches.BccAlloyPatchModel`), in stage time."""
+        from ...micro.bcc_alloy_patches import BccAlloyPatchModel
+
+        return ScaledTimePatchModel(BccAlloyPatchModel(self.params()), self.time_scale)
+
+    @property
+    def large_vacancies(self) -> int:
+        """One vacancy per small-system block (times the small systems' vacancies): what upsampled states hold."""
+        return self.small_vacancies * self.n_tiles(self.small_cells)
+
+    def state_shape(self, size: int | None = None) -> tuple:
+        return (2 * (self.cells if size is None else size) ** 3,)
+
+    def n_sites(self, size: int | None = None) -> int:
+        return 2 * (self.cells if size is None else size) ** 3
+
+    def tile_size(self, small_size: int) -> int:
+        return int(small_size)
+
+    def n_tiles(self, small_size: int) -> int:
+        return (self.cells // int(small_size)) ** 3
+
+    def record_times(self, duration: float) -> None:
+        return None  # the window runs cannot be observed inside (BccAlloyPatchModel)
+
+    def attrs(self) -> dict:
+        return dict(model="bcc_alloy", temperature=self.temperature, cells=self.cells, large_size=self.cells,
+                    n_sites=self.n_sites(), barrier_lambda=self.lam, time_scale_seconds=self.time_scale,
+                    barrier_model="stand-in pair interactions + KRA barriers of REFERENCE-002 §9 (not the authors' "
+                                  "neural barrier model)", time_unit=self.time_unit)
+
+    def pair_attrs(self) -> dict:
+        return dict(boundary=self.boundary, upsampling_hint="fewer partial.relax_jumps (seam relaxation)",
+                    upsampling="shifted tiling of same-time small snapshots + seam relaxation"
+                    f" ({self.relax_jumps} jumps per vacancy per window), one vacancy per block",
+                    tile_runs="one vacancy's 16^3-voxel window, real surroundings frozen, the vacancy free to leave")
+
+    def start_coords(self) -> dict:
+        return {self.start_dim: np.arange(len(self.starts))}
+
+    # ------------------------------------------------------------------ runs
+    def small_snapshots(self, n_runs: int, per_run: int, interval: float, small_size: int, rng) -> np.ndarray:
+        """(n_runs * per_run, N_s): runs from random equimolar states, a snapshot every ``interval`` (run-major)."""
+        from ...micro import bcc_alloy as ba
+
+        p = self.params(small_size)
+        c = ba.random_configuration(small_size, self.small_vacancies, rng, n_configs=n_runs)
+        pool = np.empty((n_runs, per_run, c.shape[1]), np.int8)
+        for r in range(n_runs):
+            x = c[r]
+            pool[r, 0] = x
+            for k in range(1, per_run):
+                x = ba.run_time(x, interval * self.time_scale, p, rng)[0]
+                pool[r, k] = x
+        return pool.reshape(-1, c.shape[1])
+
+    def observables(self, states, size: int | None = None) -> np.ndarray:
+        from ...micro import bcc_alloy as ba
+
+        states = np.asarray(states)
+        cells = round((states.shape[-1] / 2) ** (1 / 3))
+        return ba.sro(states, cells)
+
+    def source_observables(self, pool, size: int) -> np.ndarray:
+        """NaN: a large state tiles K different small snapshots, so it has no single source to compare with."""
+        return np.full((len(pool), len(self.observable_names)), np.nan)
+
+    def upsample(self, pool, rng) -> np.ndarray:
+        """Large states from small snapshots (REFERENCE §3 NB): output i tiles K blocks drawn from the snapshots
+        taken at the same time as snapshot i (the authors' "seeds around a shared time"), shifted, seam-relaxed,
+        one vacancy per block. ``pool`` is run-major (:meth:`small_snapshots`); its source SRO is snapshot i's."""
+        from ...micro.bcc_alloy_patches import upsample
+
+        pool = np.asarray(pool)
+        small = round((pool.shape[1] / 2) ** (1 / 3))
+        out = np.empty((pool.shape[0],) + self.state_shape(), np.int8)
+        idx = np.arange(pool.shape[0])
+        for k in range(min(self.snapshots_per_run, len(idx))):
+            same_time = idx[idx % self.snapshots_per_run == k]
+            out[same_time] = upsample(pool[same_time], self.cells // small, rng, n_configs=len(same_time),
+                                      params=self.params(), relax_jumps=self.relax_jumps)
+        return out
+
+    def random_states(self, n: int, rng) -> np.ndarray:
+        from ...micro import bcc_alloy as ba
+
+        return ba.random_configuration(self.cells, self.large_vacancies, rng, n_configs=n)
+
+    def test_runs(self, start: int, n: int, times, rng, keep_states: bool):
+        """Direct large-lattice KMC from random equimolar states: SRO (n, T, 6) at ``times`` (stage units)."""
+        from ...micro import bcc_alloy as ba
+
+        if keep_states:
+            raise ValueError("the alloy has no learned closures: its test runs keep no states")
+        t = np.asarray(times, dtype=float) * self.time_scale
+        z = np.stack([ba.sro_trajectory(self.params(), self.large_vacancies, t, rng)[0] for _ in range(n)])
+        return z, None
+
+    def test_run_text(self) -> str:
+        return "random equimolar configuration with one vacancy per small-system block"
+
+    def warmup(self) -> None:
+        from ...micro import bcc_alloy as ba
+
+        ba.warmup()
+
+
 #: ``micro.model`` -> the system class (the partial method's registry of physical systems).
-SYSTEMS: dict[str, Any] = {"curie_weiss": SpinSystem, "ising2d": SpinSystem, "predator_prey": PredatorPreySystem}
+SYSTEMS: dict[str, Any] = {"curie_weiss": SpinSystem, "ising2d": SpinSystem, "predator_prey": PredatorPreySystem,
+                           "bcc_alloy": AlloySystem}
 
 
 def system_from_spec(spec):
