@@ -69,6 +69,21 @@ def test_lambda_k_recovers_the_large_systems_noise(store):
         assert abs(float(ns2.sel(variant=v)) / (5 * exact) - 1) < tol, (v, float(ns2.sel(variant=v)))
 
 
+def test_lambda_k_law_holds_away_from_the_papers_parameters(tmp_path):
+    """The same exact law at a = 2, b = 0.3 (another fixed point, u* = 0.3, v* = 0.7) and twice the noise:
+    n sigma_uu**2 = 0.04**2 = 1.6e-3 for lambda = K, K times it for the baseline (tolerance as above)."""
+    spec = SPEC.replace("micro: {model: predator_prey, size: 40}",
+                        "micro: {model: predator_prey, size: 40, a: 2.0, b: 0.3, noise: 0.04}")
+    spec = spec.replace("loss: {scaling: K, sweep: [1, 5]}\n", "")
+    store, _ = run_spec(spec, tmp_path)
+    ev = open_run(store)["evaluation"]
+    assert abs(float(ev["stationary_truth"].sel(obs="u")) - 0.3) < 0.01  # u* = b
+    ns2 = ev["n_sigma2_m_at_stationary"].sel(small_size=20)
+    tol = 4 * np.sqrt(2 / 4096) + 0.10
+    assert abs(float(ns2.sel(variant="method")) / 0.04**2 - 1) < tol, ns2.values
+    assert abs(float(ns2.sel(variant="baseline")) / (5 * 0.04**2) - 1) < tol, ns2.values
+
+
 def test_sweep_stages_meet_the_contract():
     system = PredatorPreySystem(PredatorPreyParams(), size=40, tile=8, starts=((0.5, 0.1),))
     check_stage(PairSweep(system, seed=3, small_sizes=(20,), pairs=64, block=32, pair_duration=0.01,
