@@ -56,6 +56,20 @@ def run_spec(spec_text: str, tmp, *extra: str, check: bool = True):
     return store, proc
 
 
+def replace_section(spec_text: str, change: str) -> str:
+    """``spec_text`` with its one-line top-level section named by ``change`` ("name: {...}") replaced by ``change``."""
+    head = change.split(":")[0]
+    return "\n".join([ln for ln in spec_text.splitlines() if not ln.startswith(head + ":")] + [change]) + "\n"
+
+
+def assert_bad_spec_exits_2(spec_text: str, tmp, key: str) -> None:
+    """A serial ``cgflow run`` of the spec exits 2, names ``key`` and writes no store."""
+    store, proc = run_spec(spec_text, tmp, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert key in proc.stderr
+    assert not store.exists()
+
+
 def _wait_for(predicate, timeout: float, what: str, procs=()):
     """Poll ``predicate`` until it is truthy; fail early if one of ``procs`` has exited."""
     deadline = time.monotonic() + timeout

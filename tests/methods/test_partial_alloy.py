@@ -11,7 +11,7 @@ from cgflow.methods.partial.stages import PairSweep, TruthRuns
 from cgflow.methods.partial.systems import AlloySystem
 from cgflow.micro import bcc_alloy as ba
 
-from ..conftest import run_spec
+from ..conftest import assert_bad_spec_exits_2, replace_section, run_spec
 
 SPEC = """\
 name: alloy-test
@@ -61,12 +61,7 @@ def test_truth_runs_are_direct_kmc_in_stage_time():
     ("sde: {drift_estimator: richardson}", "sde.drift_estimator"),
 ])
 def test_bad_specs_exit_2_naming_the_key(tmp_path, change, key):
-    head = change.split(":")[0]
-    lines = [ln for ln in SPEC.splitlines() if not ln.startswith(head + ":")]
-    store, proc = run_spec("\n".join(lines + [change]) + "\n", tmp_path, check=False)
-    assert proc.returncode == 2, proc.stderr
-    assert key in proc.stderr
-    assert not store.exists()
+    assert_bad_spec_exits_2(replace_section(SPEC, change), tmp_path, key)
 
 
 def test_a_small_run_goes_end_to_end(tmp_path):

@@ -12,7 +12,7 @@ from cgflow.methods.partial.stages import PairSweep, TruthRuns
 from cgflow.methods.partial.systems import PredatorPreySystem
 from cgflow.micro.predator_prey import PredatorPreyParams
 
-from ..conftest import run_spec
+from ..conftest import assert_bad_spec_exits_2, replace_section, run_spec
 
 # n = 40 cells, n_s = 20, K = 5 tiles of 8 cells; one Euler-Maruyama step per pair (the authors')
 SPEC = """\
@@ -113,12 +113,7 @@ def test_multi_step_pairs_are_observed_inside_for_richardson():
     ("upsampling: {window: 8}", "upsampling"),
 ])
 def test_bad_specs_exit_2_naming_the_key(tmp_path, change, key):
-    head = change.split(":")[0]
-    lines = [ln for ln in SPEC.splitlines() if not ln.startswith(head + ":")]
-    store, proc = run_spec("\n".join(lines + [change]) + "\n", tmp_path, check=False)
-    assert proc.returncode == 2, proc.stderr
-    assert key in proc.stderr
-    assert not store.exists()
+    assert_bad_spec_exits_2(replace_section(SPEC, change), tmp_path, key)
 
 
 def test_learned_closure_targets_are_patch_additive(tmp_path):
