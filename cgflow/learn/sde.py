@@ -24,8 +24,10 @@ sigma one of
 * ``"cholesky"`` (default): an MLP of the same shape with n_dim (n_dim + 1) / 2
   outputs filling a lower-triangular L with softplus on the diagonal, sigma = L.
   sigma sigma^T is then symmetric positive definite for every z, L is the
-  unique Cholesky factor of sigma sigma^T, and the Euler-Maruyama noise
-  sigma dW has exactly the covariance the loss fitted;
+  unique Cholesky factor of sigma sigma^T (in the network coordinates; with
+  ``standardize="whiten"`` sigma = diag(scale) R^(1/2) L is no longer triangular
+  in z), and the Euler-Maruyama noise sigma dW has exactly the covariance the
+  loss fitted;
 * ``"arbitrary"``: the seed's parametrisation, an MLP with n_dim^2 outputs
   reshaped to a full matrix with no constraint. The loss only sees
   sigma sigma^T, so any sigma Q with Q orthogonal is an equally good optimum
@@ -37,6 +39,11 @@ matrix has one such factor), no flat directions in the loss, and a positive
 definite diffusion at every state of a rollout. For n_dim = 1 the two full
 options differ only in |sigma| = softplus(.) versus sigma = (.), which gives the
 same sigma^2 family.
+
+Nearly collinear states (learned closure latents that are almost functions of m)
+are whitened before the networks see them, and rollouts are confined to the box of
+the training states in network coordinates: see ``standardize`` and ``confine`` of
+:class:`SDEModel`.
 
 Precision and threads: computations run in float64 inside
 :func:`cgflow.learn._jax.x64` (scoped, never global), with the XLA thread
@@ -61,6 +68,15 @@ SIGMA_KINDS = ("constant_diagonal", "cholesky", "arbitrary")
 
 #: Version of the :meth:`SDEModel.state_dict` layout.
 STATE_FORMAT = 1
+
+#: ``standardize="auto"`` whitens when the condition number of the training z0's correlation matrix exceeds this.
+WHITEN_CONDITION = 100.0
+
+#: Eigenvalues of the correlation matrix are floored at this fraction of the largest before R^(1/2) is formed.
+WHITEN_FLOOR = 1e-12
+
+#: Accepted values of ``standardize``.
+STANDARDIZE = ("auto", True, "whiten", False)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -117,31 +133,69 @@ def _as_dt(dt, n, name="dt"):
     return dt
 
 
+def _inverse(M):
+    """M^-1 by one fixed NumPy computation (fit and load give bitwise the same matrix)."""
+    return np.linalg.inv(np.asarray(M, dtype=np.float64))
+
+
+def _correlation_sqrt(z0, shift, scale, force):
+    """R^(1/2) of the correlation matrix R of the training z0 (symmetric square root), or None.
+
+    None unless ``force`` or cond(R) > ``WHITEN_CONDITION``. Eigenvalues are floored at
+    ``WHITEN_FLOOR`` x the largest (an exactly degenerate variable would otherwise make R^(-1/2) infinite).
+    """
+    u = (z0 - shift) / scale
+    R = (u.T @ u) / len(u)
+    w, V = np.linalg.eigh(R)
+    w = np.maximum(w, WHITEN_FLOOR * w[-1])
+    if not force and w[-1] / w[0] <= WHITEN_CONDITION:
+        return None
+    return (V * np.sqrt(w)) @ V.T
+
+
 # ----------------------------------------------------------------------------- pure functions (jax)
+def _to_net(z, norm):
+    """Network coordinates z' = W ((z - shift) / scale), norm = (shift, scale, M, W); W = M^-1, or identity if None."""
+    shift, scale, _, W = norm
+    u = (z - shift) / scale
+    return u if W is None else u @ W.T
+
+
+def _from_net(u, norm):
+    """Inverse of :func:`_to_net`: z = shift + scale * (M z')."""
+    shift, scale, M, _ = norm
+    return shift + scale * (u if M is None else u @ M.T)
+
+
 def _sigma_matrix(params, z, kind, n_dim, norm):
-    """sigma(z), shape (n, n_dim, n_dim): diag(scale) sigma'((z - shift) / scale), norm = (shift, scale).
+    """sigma(z), shape (n, n_dim, n_dim): diag(scale) M sigma'(z'), z' = :func:`_to_net` (M = I if None).
 
     ``constant_diagonal`` has no input: sigma = diag(v) in z's units, v initialised to 1 (the seed's).
     """
     import jax
     import jax.numpy as jnp
 
-    shift, scale = norm
+    scale, M = norm[1], norm[2]
     if kind == "constant_diagonal":
         return jnp.broadcast_to(jnp.diag(params["sigma_diag"]), (z.shape[0], n_dim, n_dim))
-    out = _jax.mlp_apply(params["sigma"], (z - shift) / scale)
+    out = _jax.mlp_apply(params["sigma"], _to_net(z, norm))
     if kind == "arbitrary":
-        return scale[:, None] * out.reshape(z.shape[0], n_dim, n_dim)
-    rows, cols = np.tril_indices(n_dim)
-    L = jnp.zeros((z.shape[0], n_dim, n_dim), out.dtype).at[:, rows, cols].set(out)
-    d = np.arange(n_dim)
-    return scale[:, None] * L.at[:, d, d].set(jax.nn.softplus(L[:, d, d]))
+        S = out.reshape(z.shape[0], n_dim, n_dim)
+    else:
+        rows, cols = np.tril_indices(n_dim)
+        L = jnp.zeros((z.shape[0], n_dim, n_dim), out.dtype).at[:, rows, cols].set(out)
+        d = np.arange(n_dim)
+        S = L.at[:, d, d].set(jax.nn.softplus(L[:, d, d]))
+    if M is not None:
+        S = jnp.einsum("ij,njk->nik", M, S)
+    return scale[:, None] * S
 
 
 def _drift(layers, z, norm):
-    """b(z) = scale * MLP((z - shift) / scale), norm = (shift, scale)."""
-    shift, scale = norm
-    return scale * _jax.mlp_apply(layers, (z - shift) / scale)
+    """b(z) = diag(scale) M MLP(z'), z' = :func:`_to_net` (M = I if None)."""
+    scale, M = norm[1], norm[2]
+    out = _jax.mlp_apply(layers, _to_net(z, norm))
+    return scale * (out if M is None else out @ M.T)
 
 
 def _per_pair_loss(params, z0, z1, dt, lam, eps, kind, n_dim, norm):
@@ -199,13 +253,14 @@ def sde_loss_numpy(drift, sigma, z0, z1, dt, loss_scaling, epsilon):
 # One function object per static configuration, so JAX compiles each once per
 # shape and process (not once per fit or per call); lambda and eps are traced.
 @functools.lru_cache(maxsize=None)
-def _batch_loss(kind, n_dim):
-    """loss_fn(params, (z0, z1, dt), w, lam, eps) for ``_jax.train_minibatch``."""
+def _batch_loss(kind, n_dim, whiten=False):
+    """loss_fn(params, (z0, z1, dt), w, lam, eps, shift, scale[, M, M^-1]) for ``_jax.train_minibatch``."""
     import jax.numpy as jnp
 
-    def loss_fn(params, batch, w, lam, eps, shift, scale):
+    def loss_fn(params, batch, w, lam, eps, shift, scale, *mats):
         z0, z1, dt = batch
-        ell = _per_pair_loss(params, z0, z1, dt, lam, eps, kind, n_dim, (shift, scale))
+        norm = (shift, scale, *mats) if whiten else (shift, scale, None, None)
+        ell = _per_pair_loss(params, z0, z1, dt, lam, eps, kind, n_dim, norm)
         return jnp.sum(w * ell) / jnp.sum(w)
 
     return loss_fn
@@ -217,16 +272,25 @@ def _mean_loss_impl(params, z0, z1, dt, lam, eps, norm, *, kind, n_dim):
     return jnp.mean(_per_pair_loss(params, z0, z1, dt, lam, eps, kind, n_dim, norm))
 
 
-def _rollout_impl(params, z, key, dt, norm, *, kind, n_dim, n_saves, save_every):
+def _rollout_impl(params, z, key, dt, norm, bounds, *, kind, n_dim, n_saves, save_every):
     import jax
     import jax.numpy as jnp
 
     sqdt = jnp.sqrt(dt)
 
+    def confine(z):
+        # projected Euler-Maruyama: a state outside the box [lo, hi] of the network coordinates is moved to the
+        # nearest point of the box; states inside are returned bit for bit
+        lo, hi = bounds
+        u = _to_net(z, norm)
+        outside = jnp.any((u < lo) | (u > hi), axis=1, keepdims=True)
+        return jnp.where(outside, _from_net(jnp.clip(u, lo, hi), norm), z)
+
     def step(z, kk):
         xi = jax.random.normal(kk, z.shape, z.dtype)
         s = _sigma_matrix(params, z, kind, n_dim, norm)
-        return z + _drift(params["drift"], z, norm) * dt + sqdt * jnp.einsum("nij,nj->ni", s, xi), None
+        z = z + _drift(params["drift"], z, norm) * dt + sqdt * jnp.einsum("nij,nj->ni", s, xi)
+        return (z if bounds is None else confine(z)), None
 
     def block(z, kb):
         z, _ = jax.lax.scan(step, z, jax.random.split(kb, save_every))
@@ -283,8 +347,8 @@ class SDEModel(ParamsMixin):
         Initialisation and shuffling key (``_jax.prng_key``): the engine passes
         ``(root_seed, stage_id, point, block)``. Same key, same data -> bitwise
         identical parameters.
-    standardize : bool, default True
-        Let the networks work in standardised coordinates z' = (z - shift) / scale
+    standardize : {"auto", True, "whiten", False}, default "auto"
+        Let the networks work in standardised coordinates. True: z' = (z - shift) / scale
         (shift, scale: mean and s.d. of the training z0 per variable):
         b(z) = scale * b'(z'), sigma(z) = diag(scale) sigma'(z') (constant_diagonal: sigma
         stays diag(v)). An affine change of
@@ -295,6 +359,33 @@ class SDEModel(ParamsMixin):
         its fixed point (~1e-3 per unit time) is lost in the fit (measured: the
         stationary m of the rollouts moved from 0.687 to 0.715, truth 0.723).
 
+        "whiten": also decorrelate, z' = R^(-1/2) (z - shift) / scale with R the
+        correlation matrix of the training z0 (symmetric, "ZCA", whitening: each z'_i
+        stays closest to z_i), b(z) = diag(scale) R^(1/2) b'(z'), sigma(z) =
+        diag(scale) R^(1/2) sigma'(z'). Still an affine change of variables, and
+        equivariant under per-variable affine maps of z (R does not change). It is
+        needed when the state variables are nearly collinear: the learned closure
+        latents of ising-closure-quick are (latent_0, latent_1) with correlation
+        -0.9999 between them and 0.99 with m, so (z - shift) / scale lies on a sheet
+        of thickness 0.003 in one direction, and the increment covariance is
+        nearly singular (condition number ~1e3). With per-variable scaling alone the
+        network never resolves the thin direction, the loss is dominated by it, and
+        the fitted N sigma_mm^2 at the stationary state was 1.3-2.2 while the
+        pairs' own residual variance gives 0.62 (large system: 0.642); whitened: 0.68.
+        "auto" (default): "whiten" when the condition number of R exceeds
+        ``WHITEN_CONDITION``, else True (well-conditioned states, e.g. (m, rho_dw)
+        with correlation -0.2, are fitted exactly as with True).
+    confine : bool, default True
+        Rollouts stay in the box of the training states: after each Euler-Maruyama
+        step a state whose network coordinates z' leave [min, max] of the training
+        z0' (``bounds_``, per coordinate) is moved to the nearest point of that box
+        (projected Euler-Maruyama). The networks are informed only where the data
+        are; outside, the ReLU networks extrapolate linearly, and a drift that
+        points outward there sends paths to infinity (measured: ising-closure-quick
+        rollouts reached |m| ~ 1e4). States inside the box are not changed, so
+        rollouts that never reach it are bit for bit those of ``confine=False``.
+        Models loaded from a state without bounds are never confined.
+
     Attributes
     ----------
     params_ : dict
@@ -302,6 +393,11 @@ class SDEModel(ParamsMixin):
         "sigma": [...]}`` or ``{"drift": [...], "sigma_diag": (n_dim,)}``.
     shift_, scale_ : ndarray (n_dim,)
         The standardisation (0 and 1 with ``standardize=False``).
+    decorrelation_ : ndarray (n_dim, n_dim) or None
+        R^(1/2) of ``standardize="whiten"`` (z - shift = scale * R^(1/2) z'), else None.
+    bounds_ : tuple (low, high) of ndarray (n_dim,)
+        Per-coordinate min and max of the training z0 in network coordinates z'
+        (the box of ``confine``).
     n_dim_ : int
     loss_curve_, lr_curve_ : list of float
         Per-epoch training loss (lambda = loss_scaling) and learning rate.
@@ -328,7 +424,8 @@ class SDEModel(ParamsMixin):
         min_learning_rate=5e-6,
         validation_loss_scaling=1.0,
         random_state=0,
-        standardize=True,
+        standardize="auto",
+        confine=True,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.sigma = sigma
@@ -345,6 +442,7 @@ class SDEModel(ParamsMixin):
         self.validation_loss_scaling = validation_loss_scaling
         self.random_state = random_state
         self.standardize = standardize
+        self.confine = confine
 
     # ------------------------------------------------------------------ sklearn plumbing
     _PARAM_NAMES = (
@@ -363,12 +461,17 @@ class SDEModel(ParamsMixin):
         "validation_loss_scaling",
         "random_state",
         "standardize",
+        "confine",
     )
 
     def _validated(self):
         if self.sigma not in SIGMA_KINDS:
             raise ValueError(f"sigma must be one of {SIGMA_KINDS}, got {self.sigma!r}")
         hidden = _check_hidden(self.hidden_layer_sizes, "hidden_layer_sizes")
+        if not any(self.standardize is v or (isinstance(v, str) and self.standardize == v) for v in STANDARDIZE):
+            raise ValueError(f"standardize must be one of {STANDARDIZE}, got {self.standardize!r}")
+        if not isinstance(self.confine, bool):
+            raise ValueError(f"confine must be True or False, got {self.confine!r}")
         sig_hidden = (
             hidden
             if self.sigma_hidden_layer_sizes is None
@@ -384,6 +487,7 @@ class SDEModel(ParamsMixin):
             batch_size=_check_int(self.batch_size, "batch_size", 1),
             wd=_check_real(self.weight_decay, "weight_decay", 0.0, low_open=False),
             val_lam=_check_real(self.validation_loss_scaling, "validation_loss_scaling", 0.0),
+            standardize=self.standardize,
             plateau=_jax.PlateauSchedule(
                 factor=_check_real(self.plateau_factor, "plateau_factor", 0.0),
                 patience=_check_int(self.plateau_patience, "plateau_patience", 0),
@@ -410,10 +514,22 @@ class SDEModel(ParamsMixin):
         return params
 
     def _norm(self):
-        """(shift, scale) as float64 JAX arrays (inside ``_jax.x64``)."""
+        """(shift, scale, M, M^-1) as float64 JAX arrays (inside ``_jax.x64``); M = R^(1/2) or None."""
         import jax.numpy as jnp
 
-        return (jnp.asarray(self.shift_, jnp.float64), jnp.asarray(self.scale_, jnp.float64))
+        M = getattr(self, "decorrelation_", None)
+        f = functools.partial(jnp.asarray, dtype=jnp.float64)
+        return (f(self.shift_), f(self.scale_), None if M is None else f(M),
+                None if M is None else f(_inverse(M)))
+
+    def _bounds(self):
+        """The rollout box (low, high) as JAX arrays, or None (``confine=False`` or no bounds)."""
+        import jax.numpy as jnp
+
+        b = getattr(self, "bounds_", None)
+        if not self.confine or b is None:
+            return None
+        return (jnp.asarray(b[0], jnp.float64), jnp.asarray(b[1], jnp.float64))
 
     def _jax_params(self):
         import jax
@@ -462,12 +578,19 @@ class SDEModel(ParamsMixin):
             vdt = _as_dt(vdt, v0.shape[0], "validation dt")
 
         kind, lam, eps, val_lam = self.sigma, p["lam"], p["eps"], p["val_lam"]
-        if self.standardize:
+        M = None
+        if p["standardize"]:
             shift, scale = z0.mean(axis=0), z0.std(axis=0)
             scale = np.where(scale > 0, scale, 1.0)
+            if p["standardize"] in ("whiten", "auto") and n_dim > 1:
+                M = _correlation_sqrt(z0, shift, scale, p["standardize"] == "whiten")
         else:
             shift, scale = np.zeros(n_dim), np.ones(n_dim)
-        norm = (shift, scale)
+        W = None if M is None else _inverse(M)
+        u0 = (z0 - shift) / scale
+        u0 = u0 if W is None else u0 @ W.T
+        bounds = (u0.min(axis=0), u0.max(axis=0))
+        norm = (shift, scale, M, W)
         with _jax.x64():
             import jax.numpy as jnp
 
@@ -484,10 +607,10 @@ class SDEModel(ParamsMixin):
                     return mean_loss(prm, *vargs, val_lam, eps, norm, kind=kind, n_dim=n_dim)
 
             res = _jax.train_minibatch(
-                _batch_loss(kind, n_dim),
+                _batch_loss(kind, n_dim, M is not None),
                 params,
                 (z0, z1, dt),
-                loss_args=(lam, eps, shift, scale),
+                loss_args=(lam, eps, shift, scale) + (() if M is None else (M, W)),
                 key=kshuffle,
                 epochs=p["epochs"],
                 batch_size=p["batch_size"],
@@ -499,6 +622,8 @@ class SDEModel(ParamsMixin):
             self.params_ = jax.tree_util.tree_map(lambda a: np.array(a, dtype=np.float64), res.params)
         self.n_dim_ = n_dim
         self.shift_, self.scale_ = shift, scale
+        self.decorrelation_ = M
+        self.bounds_ = bounds
         self.loss_curve_ = res.loss_curve
         self.lr_curve_ = res.lr_curve
         self.validation_curve_ = res.validation_curve
@@ -614,7 +739,7 @@ class SDEModel(ParamsMixin):
             k = _jax.prng_key(key)
             if n_saves:
                 zs = _compiled()["rollout"](
-                    self._jax_params(), jnp.asarray(z0), k, jnp.float64(dt), self._norm(),
+                    self._jax_params(), jnp.asarray(z0), k, jnp.float64(dt), self._norm(), self._bounds(),
                     kind=kind, n_dim=n_dim, n_saves=n_saves, save_every=save_every,
                 )
                 zs = np.asarray(zs)
@@ -629,13 +754,21 @@ class SDEModel(ParamsMixin):
 
         Keys: ``"drift.<layer>.W"``, ``"drift.<layer>.b"``, then ``"sigma.<layer>.W"`` /
         ``"sigma.<layer>.b"`` or ``"sigma_diag"``, ``"shift"`` and ``"scale"`` (the
-        standardisation; optional on loading, default 0 and 1), and ``"format"`` (0-d int).
+        standardisation; optional on loading, default 0 and 1), ``"decorrelation"`` (R^(1/2)
+        of ``standardize="whiten"``, the identity without it, so that every fit has the same
+        keys), ``"lower"`` and ``"upper"`` (``bounds_``; optional on loading: a model
+        without them is never confined) and ``"format"`` (0-d int).
         Together with :meth:`get_params` (JSON-able except a Generator/key
         random_state) this rebuilds the model: ``SDEModel(**params).load_state_dict(d)``.
         """
         self._check_fitted()
         out = {"format": np.array(STATE_FORMAT), "shift": np.array(self.shift_, dtype=np.float64),
                "scale": np.array(self.scale_, dtype=np.float64)}
+        M = getattr(self, "decorrelation_", None)
+        out["decorrelation"] = np.eye(self.n_dim_) if M is None else np.array(M, dtype=np.float64)
+        bounds = getattr(self, "bounds_", None)
+        if bounds is not None:
+            out["lower"], out["upper"] = (np.array(b, dtype=np.float64) for b in bounds)
         for i, layer in enumerate(self.params_["drift"]):
             out[f"drift.{i}.W"], out[f"drift.{i}.b"] = layer["W"].copy(), layer["b"].copy()
         if "sigma_diag" in self.params_:
@@ -669,6 +802,17 @@ class SDEModel(ParamsMixin):
         scale = np.array(state.pop("scale", np.ones(n_dim)), dtype=np.float64)
         if shift.shape != (n_dim,) or scale.shape != (n_dim,) or not np.all(scale > 0):
             raise ValueError(f"shift and scale must have shape ({n_dim},), scale > 0")
+        M = np.array(state.pop("decorrelation", np.eye(n_dim)), dtype=np.float64)
+        if M.shape != (n_dim, n_dim) or not np.all(np.isfinite(M)):
+            raise ValueError(f"decorrelation must be a finite ({n_dim}, {n_dim}) matrix")
+        M = None if np.array_equal(M, np.eye(n_dim)) else M
+        if ("lower" in state) != ("upper" in state):
+            raise ValueError("state must hold both 'lower' and 'upper' or neither")
+        bounds = None
+        if "lower" in state:
+            bounds = (np.array(state.pop("lower"), dtype=np.float64), np.array(state.pop("upper"), dtype=np.float64))
+            if any(b.shape != (n_dim,) for b in bounds) or np.any(bounds[0] > bounds[1]):
+                raise ValueError(f"lower and upper must have shape ({n_dim},) with lower <= upper")
         params = {"drift": drift}
         if self.sigma == "constant_diagonal":
             if "sigma_diag" not in state:
@@ -695,4 +839,6 @@ class SDEModel(ParamsMixin):
         self.params_ = params
         self.n_dim_ = n_dim
         self.shift_, self.scale_ = shift, scale
+        self.decorrelation_ = M
+        self.bounds_ = bounds
         return self

@@ -162,7 +162,7 @@ def test_fit_is_bitwise_reproducible_for_a_seed():
     assert any(sa[k].tobytes() != sc[k].tobytes() for k in sa if k != "format")
     # training moved the parameters away from their initialisation
     s0 = SDEModel((16, 16), loss_scaling=4.0, epochs=0, random_state=(11, 2, 3, 4)).fit(z0, z1, dt).state_dict()
-    assert all(s0[k].tobytes() != sa[k].tobytes() for k in sa if k not in ("format", "shift", "scale"))
+    assert all(s0[k].tobytes() != sa[k].tobytes() for k in sa if k not in ("format", "shift", "scale", "decorrelation", "lower", "upper"))
     # the standardisation is the data's, not the optimiser's
     np.testing.assert_array_equal(sa["shift"], z0.mean(axis=0))
     np.testing.assert_array_equal(sa["scale"], z0.std(axis=0))
@@ -347,3 +347,112 @@ def test_standardised_fit_is_equivariant_under_affine_changes_of_the_state():
     np.testing.assert_allclose(m3.drift(a * z + c) / a, m4.drift(z), rtol=1e-4, atol=1e-8)
     plain = fit(s * z0 + c, s * z1 + c, 1e-4 * s**2, standardize=False)
     assert np.max(np.abs(plain.drift(s * z + c) - s * m1.drift(z))) > 1e-3 * np.max(np.abs(s * m1.drift(z)))
+
+
+# ----------------------------------------------------------------------------- decorrelation and confinement
+def collinear_pairs(n, seed, thickness=3e-3):
+    """3-d states on a thin sheet: (x, -x + thickness * v, w), as the learned Ising latents (corr -0.9999)."""
+    rng = np.random.default_rng(seed)
+    x, v, w = rng.normal(size=(3, n))
+    z0 = np.stack([x, -x + thickness * v, w], axis=1)
+    z1 = z0 + 0.2 * rng.normal(size=(n, 3)) * np.array([1.0, 1.0, 0.5])
+    return z0, z1, rng.uniform(0.05, 0.5, n)
+
+
+def _mlp_numpy(layers, u):
+    for i, layer in enumerate(layers):
+        u = u @ layer["W"] + layer["b"]
+        if i < len(layers) - 1:
+            u = np.maximum(u, 0.0)
+    return u
+
+
+def test_whitening_is_chosen_for_collinear_states_and_matches_its_definition():
+    """standardize="auto" whitens nearly collinear states: b(z) = diag(s) R^(1/2) b'(z'), sigma = diag(s) R^(1/2) L'(z'),
+    z' = R^(-1/2) (z - mu) / s (checked against NumPy); well-conditioned states keep the per-variable fit bit for bit."""
+    z0, z1, dt = collinear_pairs(600, 1)
+    m = SDEModel((8,), loss_scaling=4.0, epsilon=1e-6, epochs=2, batch_size=200, random_state=5).fit(z0, z1, dt)
+    M = m.decorrelation_
+    assert M is not None
+    R = np.corrcoef(z0.T)
+    np.testing.assert_allclose(M @ M, R, rtol=1e-10, atol=1e-12)
+    z = z0[:7]
+    u = ((z - m.shift_) / m.scale_) @ np.linalg.inv(M).T
+    np.testing.assert_allclose(m.drift(z), m.scale_ * (_mlp_numpy(m.params_["drift"], u) @ M.T), rtol=1e-9, atol=1e-12)
+    raw = _mlp_numpy(m.params_["sigma"], u)
+    L = np.zeros((len(z), 3, 3))
+    L[:, *np.tril_indices(3)] = raw
+    d = np.arange(3)
+    L[:, d, d] = np.log1p(np.exp(L[:, d, d]))
+    np.testing.assert_allclose(m.sigma_matrix(z), m.scale_[:, None] * np.einsum("ij,njk->nik", M, L), rtol=1e-9,
+                               atol=1e-14)
+    # the training loss is the REFERENCE-002 §0 loss of these b and sigma
+    ref = sde_loss_numpy(m.drift(z0), m.sigma_matrix(z0), z0, z1, dt, 4.0, 1e-6)
+    assert m.loss(z0, z1, dt) == pytest.approx(ref, rel=1e-10)
+    # the training box is the min/max of the network coordinates of the training states
+    u0 = ((z0 - m.shift_) / m.scale_) @ np.linalg.inv(M).T
+    np.testing.assert_allclose(m.bounds_[0], u0.min(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(m.bounds_[1], u0.max(axis=0), rtol=1e-12)
+    # state round trip keeps the decorrelation exactly
+    r = SDEModel(**m.get_params()).load_state_dict(m.state_dict())
+    assert r.drift(z).tobytes() == m.drift(z).tobytes() and r.diffusion(z).tobytes() == m.diffusion(z).tobytes()
+    # without the thin direction nothing is whitened, and "auto" is the per-variable fit bit for bit
+    w0, w1, wdt = pairs(600, 3, 2)
+    a = SDEModel((8,), epochs=2, batch_size=200, random_state=5).fit(w0, w1, wdt)
+    b = SDEModel((8,), epochs=2, batch_size=200, random_state=5, standardize=True).fit(w0, w1, wdt)
+    assert a.decorrelation_ is None and np.array_equal(a.state_dict()["decorrelation"], np.eye(3))
+    assert all(a.state_dict()[k].tobytes() == b.state_dict()[k].tobytes() for k in a.state_dict())
+    # the test can fail: per-variable standardisation of the collinear states gives other networks
+    c = SDEModel((8,), loss_scaling=4.0, epsilon=1e-6, epochs=2, batch_size=200, random_state=5,
+                 standardize=True).fit(z0, z1, dt)
+    assert np.max(np.abs(c.drift(z) - m.drift(z))) > 1e-3 * np.max(np.abs(m.drift(z)))
+
+
+def test_whitened_fit_is_equivariant_under_per_variable_affine_maps():
+    """R is unchanged by z -> a z + c (a > 0), so the whitened networks see the same inputs: b_a(a z + c) = a b(z)
+    up to rounding, which the thin direction amplifies (R^(-1/2) multiplies it by ~300): 1e-3 of the drift's size.
+    The test can fail: a per-variable fit of the same data differs by ~10 %."""
+    z0, z1, dt = collinear_pairs(1000, 4)
+    a, c = np.array([0.05, 3.0, 0.7]), np.array([0.4, -1.0, 2.0])
+
+    def fit(u0, u1):
+        return SDEModel((16,), loss_scaling=4.0, epsilon=1e-12, epochs=3, batch_size=500, random_state=3,
+                        standardize="whiten").fit(u0, u1, dt)
+
+    m1, m2 = fit(z0, z1), fit(a * z0 + c, a * z1 + c)
+    z = z0[:40]
+    b1 = m1.drift(z)
+    tol = 1e-3 * np.max(np.abs(b1))
+    np.testing.assert_allclose(m2.drift(a * z + c) / a, b1, rtol=0, atol=tol)
+    d1 = m1.diffusion(z)
+    np.testing.assert_allclose(m2.diffusion(a * z + c) / (a[:, None] * a[None, :]), d1, rtol=0,
+                               atol=1e-3 * np.max(np.abs(d1)))
+    plain = SDEModel((16,), loss_scaling=4.0, epsilon=1e-12, epochs=3, batch_size=500, random_state=3,
+                     standardize=True).fit(z0, z1, dt)
+    assert np.max(np.abs(plain.drift(z) - b1)) > 10 * tol
+
+
+def test_confined_rollout_stays_in_the_training_box_and_is_unchanged_inside():
+    """A repelling drift (theta < 0) sends unconfined paths to infinity; confined paths stay in the box, some on its
+    faces. Paths that never reach the box are bit for bit the unconfined ones."""
+    L = np.array([[0.5, 0.0], [0.3, 0.4]])
+    state = ou_model(-1.0, L).state_dict()
+    state.update(lower=np.array([-1.0, -2.0]), upper=np.array([1.0, 2.0]))
+    m = SDEModel((4,), sigma="cholesky", sigma_hidden_layer_sizes=(1,)).load_state_dict(state)
+    free = SDEModel((4,), sigma="cholesky", sigma_hidden_layer_sizes=(1,), confine=False).load_state_dict(state)
+    z0 = np.zeros((200, 2))
+    p = m.rollout(z0, 0.05, 200, key=4, save_every=10)
+    q = free.rollout(z0, 0.05, 200, key=4, save_every=10)
+    assert np.all(np.abs(q[:, -1]) > 5.0)  # e^10 growth without the box
+    assert np.all(p[..., 0] >= -1.0) and np.all(p[..., 0] <= 1.0) and np.all(np.abs(p[..., 1]) <= 2.0)
+    assert np.mean(np.abs(p[:, -1, 0]) == 1.0) > 0.2  # held on the faces (39 % at the last save)
+    # an attracting OU process far from a wide box: confinement changes nothing
+    ou = ou_model(1.0, L).state_dict()
+    ou.update(lower=np.array([-50.0, -50.0]), upper=np.array([50.0, 50.0]))
+    a = SDEModel((4,), sigma="cholesky", sigma_hidden_layer_sizes=(1,)).load_state_dict(ou)
+    b = SDEModel((4,), sigma="cholesky", sigma_hidden_layer_sizes=(1,), confine=False).load_state_dict(ou)
+    assert a.rollout(z0, 0.05, 50, key=2).tobytes() == b.rollout(z0, 0.05, 50, key=2).tobytes()
+    with pytest.raises(ValueError, match="lower"):
+        bad = dict(ou)
+        bad.pop("upper")
+        SDEModel((4,), sigma="cholesky", sigma_hidden_layer_sizes=(1,)).load_state_dict(bad)
