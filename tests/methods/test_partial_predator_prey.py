@@ -69,6 +69,37 @@ def test_lambda_k_recovers_the_large_systems_noise(store):
         assert abs(float(ns2.sel(variant=v)) / (5 * exact) - 1) < tol, (v, float(ns2.sel(variant=v)))
 
 
+def test_learned_closure_targets_average_r_evolved_tiles(tmp_path):
+    """partial.tiles_per_pair: all with learned closures: the after-state holds all K tiles, each evolved alone from
+    x, and the closure target is z0 + (K/r)(e_bar(after) - e_bar(x)) = z0 + the mean of the tiles' encoded changes."""
+    from cgflow.methods.partial.closure_stage import load_closure
+
+    spec = SPEC.replace("pairs: 4096, block: 1024", "pairs: 256, block: 256").replace("loss: {scaling: K, sweep: [1, 5]}\n", "")
+    spec = spec.replace("snapshot_interval: 1.0}", "snapshot_interval: 1.0, tiles_per_pair: all}")
+    spec = spec.replace("t_end: 30.0, save_every: 0.5", "t_end: 1.0, save_every: 0.5")
+    spec += "closure: {latent: 2, epochs: 2, snapshots: 256}\n"
+    store, _ = run_spec(spec, tmp_path)
+    tree = open_run(store)
+    pairs = tree["pairs"].to_dataset().sel(small_size=20)
+    assert int(pairs["tiles_per_pair"]) == 5
+    x, after = pairs["snapshot"].values[:32], pairs["snapshot_after"].values[:32]
+    changed = (x != after).reshape(32, 2, 5, 8).any(axis=(1, 3))  # which of the K = 5 tiles changed
+    assert changed.all()  # every tile was evolved (and the ghost-cell run changed each)
+    clo = tree["closure"].to_dataset().load()
+    ae = load_closure(clo, 20)
+    mean, sd = clo["latent_mean"].sel(small_size=20).values, clo["latent_sd"].sel(small_size=20).values
+    e_x = ae.transform(x)
+    per_tile = np.mean([ae.transform(after, tile=np.full(32, j)) - ae.transform(x, tile=np.full(32, j))
+                        for j in range(5)], axis=0)
+    expect = (e_x + per_tile - mean) / sd
+    z1 = clo["z1"].sel(small_size=20).values[:32]
+    np.testing.assert_allclose(z1, expect, atol=2e-4 * np.abs(expect).max())
+    # the observables' target averages the same r tile runs: z1 - z0 = mean tile-mean change (each tile's own)
+    inc = (pairs["z1"] - pairs["z0"]).values[:32]
+    tiles_change = (after - x).reshape(32, 2, 5, 8).mean(axis=-1).mean(axis=-1)
+    np.testing.assert_allclose(inc, tiles_change, atol=1e-12)
+
+
 def test_lambda_k_law_holds_away_from_the_papers_parameters(tmp_path):
     """The same exact law at a = 2, b = 0.3 (another fixed point, u* = 0.3, v* = 0.7) and twice the noise:
     n sigma_uu**2 = 0.04**2 = 1.6e-3 for lambda = K, K times it for the baseline (tolerance as above)."""

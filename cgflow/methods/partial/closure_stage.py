@@ -164,7 +164,13 @@ class FitClosure:
         lat_truth = ae.transform(truth.reshape((-1,) + truth.shape[-2:])).astype(np.float64)
         lat_truth = scaled(lat_truth).reshape(truth.shape[:3] + (self.latent,))
         state = ae.state_dict()
-        return dict(z0=scaled(lat0), z1=scaled(lat0 + e_after - e_before), z0_small=scaled(e_before),
+        r = int(pairs["tiles_per_pair"].values) if "tiles_per_pair" in pairs.coords else 1
+        if r == 1:  # the evolved tile's own change
+            z1 = scaled(lat0 + e_after - e_before)
+        else:  # r tiles evolved alone and placed together: their mean change is K/r x the lattice encoding's change
+            K = int(pairs["n_tiles"].values)
+            z1 = scaled(lat0 + (K / r) * (ae.transform(after).astype(np.float64) - lat0))
+        return dict(z0=scaled(lat0), z1=z1, z0_small=scaled(e_before),
                     z1_small=scaled(e_after), truth=lat_truth, mean=mean, sd=sd, loss=np.asarray(ae.loss_curve_),
                     reconstruction=ae.reconstruction_loss(x[self.snapshots:][:512] if len(x) > self.snapshots
                                                           else x[:512]),

@@ -62,7 +62,7 @@ SCHEMA: dict[str, Any] = {
         "tiles_per_pair": Field("strnum", required=False, default="auto",
                                 doc="tiles of a snapshot evolved (each alone, the rest frozen) and averaged per pair: all "
                                     "(r = K), an integer r, or 1 (the authors'); the method's lambda is K/r; auto: all, "
-                                    "or 1 with closure.latent > 0 (the closure stage encodes one evolved tile)"),
+                                    "or 1 (the authors') with closure.latent > 0"),
         "random_fraction": Field("float", required=False, default=0.5, minimum=0, maximum=1,
                                  doc="share of the pairs started from random large configurations, m0 ~ U(-1, 1) (authors: 1/2)"),
     },
@@ -286,14 +286,11 @@ def _check_closure(d: dict, problems: list) -> None:
 
 
 def _check_tiles_per_pair(d: dict, problems: list) -> None:
-    part, latent = d.get("partial", {}), (d.get("closure", {}).get("latent") or 0)
+    part = d.get("partial", {})
     value = str(part.get("tiles_per_pair", "auto")).strip().lower()
     value = value[:-2] if value.endswith(".0") else value
     if value not in ("auto", "all") and not (value.isdigit() and int(value) >= 1):
         problems.append(("partial.tiles_per_pair", f"must be auto, all or an integer >= 1, got {part['tiles_per_pair']!r}"))
-    elif latent and value not in ("auto", "1"):
-        problems.append(("partial.tiles_per_pair", f"must be 1 (or auto) with closure.latent = {latent} > 0: the closure "
-                                                   f"stage encodes one evolved tile per pair, got {value!r}"))
 
 
 def _steps(value: float, dt: float) -> int | None:

@@ -94,7 +94,8 @@ class PairDurationWarning(UserWarning):
 def _tiles_per_pair(spec, latent: bool = False) -> str:
     """``partial.tiles_per_pair``: ``all`` (r = K; default), an integer r >= 1, or 1 (the authors').
 
-    With learned closures (``closure.latent`` > 0) the default is 1: the closure stage encodes one evolved tile.
+    With learned closures (``closure.latent`` > 0) the default is 1 (the authors'); r > 1 stores the snapshot with
+    all r evolved tiles in place and the closure stage averages their encoded changes.
     """
     value = str(spec.get("partial.tiles_per_pair", "auto")).strip().lower()
     if value.endswith(".0"):
@@ -103,9 +104,6 @@ def _tiles_per_pair(spec, latent: bool = False) -> str:
         value = "1" if latent else "all"
     if value != "all" and not (value.isdigit() and int(value) >= 1):
         raise ValueError(f"partial.tiles_per_pair must be an integer >= 1 or 'all', got {value!r}")
-    if latent and value != "1":
-        raise ValueError("partial.tiles_per_pair > 1 is not available with closure.latent > 0 (the closure stage "
-                         "encodes one evolved tile per pair)")
     return value
 
 
@@ -240,12 +238,16 @@ class PairSweep:
                                      tiles=None if r == 1 else order[:, 0])
         inc = pp.z1_hat - pp.z0
         at = None if rec is None else pp.increment_at.copy()
+        placed = [(pp.tile, pp.tile_after)]  # (tile indices, evolved tiles) for the after-state of learned closures
+        extra = ({"return_tiles": True} if self.keep_snapshots else {}) | ({} if rec is None else {"record_times": rec})
         for j in range(1, r):  # the other tiles: same numerics as partial_evolution_pairs, z0 computed once
             out = model.evolve_tiles(x, tile, order[:, j], tile**2, system.boundary, rng,
-                                     duration=self.pair_duration, **({} if rec is None else {"record_times": rec}))
+                                     duration=self.pair_duration, **extra)
             inc += out[2]
+            if self.keep_snapshots:
+                placed.append((order[:, j], out[4]))
             if rec is not None:
-                at += out[4]
+                at += out[5 if self.keep_snapshots else 4]
         inc = inc / r
         source = np.concatenate([np.zeros(n_up, np.int8), np.ones(n_rand, np.int8)])
         arrays = {"z0": pp.z0, "z1": pp.z0 + inc, "z0_small": pp.z0_tile, "z1_small": pp.z1_tile, "dt": pp.dt,
@@ -253,8 +255,11 @@ class PairSweep:
         if rec is not None:
             at = at / r
             arrays.update(increment_half=at[:, 1], increment_quarter=at[:, 0], z_half_small=pp.z_tile_at[:, 1])
-        if self.keep_snapshots:
-            arrays.update(snapshot=x, snapshot_after=system.place_tiles(x, pp.tile, pp.tile_after, Ls))
+        if self.keep_snapshots:  # x with all r evolved tiles in place (each evolved alone; tiles do not overlap)
+            after = x
+            for tiles, evolved in placed:
+                after = system.place_tiles(after, tiles, evolved, Ls)
+            arrays.update(snapshot=x, snapshot_after=after)
         return BlockOutput(stats={}, arrays=arrays, work=B)
 
     def expected_events(self) -> np.ndarray:
