@@ -58,6 +58,47 @@ def test_tile_observables_are_patch_additive(cells, tile):
     np.testing.assert_allclose(zp[:, J], ba.sro(c[:, idx], tile), rtol=0, atol=1e-12)
 
 
+
+@pytest.mark.parametrize("cells, tiles", [(6, (2, 3, 6)), (8, (2, 4, 8)), (12, (2, 3, 4, 6)), (16, (2, 4, 8, 16))])
+def test_tile_observables_kernels_equal_the_numpy_reference_bitwise(cells, tiles):
+    """The numba kernels of tile_observables reproduce the numpy reference bit for bit (both boundaries), with
+    vacancies, many vacancies per tile, ordered states, a lattice missing a species (NaN columns) and tiles
+    missing species (periodic NaN entries)."""
+    rng = make_rng(30, cells)
+    p = ba.BccAlloyParams(1500.0, cells)
+    m = BccAlloyPatchModel(p, window_voxels=min(16, 2 * cells))
+    c = ba.random_configuration(cells, 3, rng, n_configs=7)
+    c[1] = ba.run_jumps(c[1], 20000, p, rng)[0]  # some order
+    c[2] = np.where(rng.random(c.shape[1]) < 0.3, 0, c[2])  # ~30 % vacancies: several per tile, tiles lacking species
+    c[3] = np.where(c[3] == 3, 1, c[3])  # no Ta: NaN columns
+    c[4] = np.where(rng.random(c.shape[1]) < 0.9, 2, c[4])  # mostly Mo: small tiles without Nb or Ta
+    c[5, :] = 0
+    c[5, :4] = 1  # almost empty
+    nan_seen = {"frozen": False, "periodic": False}
+    for t in tiles:
+        for boundary in ("frozen", "periodic"):
+            got = m.tile_observables(c, t, boundary)
+            ref = m._tile_observables_reference(c, t, boundary)
+            assert got.shape == ref.shape == (7, (cells // t) ** 3, 6)
+            assert np.array_equal(got, ref, equal_nan=True), (t, boundary, np.nanmax(np.abs(got - ref)))
+            assert np.array_equal(np.isnan(got), np.isnan(ref))
+            nan_seen[boundary] |= bool(np.isnan(got[[0, 1, 2, 4]]).any())
+        # other layouts take the checked path: an int64 list and a non-contiguous int8 view give the same values
+        assert np.array_equal(m.tile_observables(c.astype(np.int64).tolist(), t), m.tile_observables(c, t),
+                              equal_nan=True)
+        wide = np.zeros((7, 2 * c.shape[1]), np.int8)
+        wide[:, ::2] = c
+        assert np.array_equal(m.tile_observables(wide[:, ::2], t, "periodic"),
+                              m._tile_observables_reference(c, t, "periodic"), equal_nan=True)
+    assert nan_seen["periodic"]  # some small tile lacks a species (the periodic ratio's NaN)
+    # the frozen mean over the tiles is the lattice SRO (as test_tile_observables_are_patch_additive)
+    ok = [0, 1, 2, 4]
+    np.testing.assert_allclose(m.tile_observables(c[ok], tiles[0]).mean(axis=1), ba.sro(c[ok], cells), rtol=0,
+                               atol=1e-12)
+    with pytest.raises(ValueError, match="unknown species id -1"):
+        m.tile_observables(np.where(c == 1, -1, c).astype(np.int8), tiles[0])
+
+
 def test_window_equal_to_lattice_reproduces_the_whole_lattice_run():
     """window = lattice, one vacancy: bitwise the run_jumps trajectory; increment = change of the lattice SRO."""
     cells = 4
