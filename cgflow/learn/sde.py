@@ -1,5 +1,8 @@
 """A learned Itô SDE dz = b(z) dt + sigma(z) dW with the K-scaled loss of seed 002 (REFERENCE-002 §0, §4).
 
+Optionally conditioned on external parameters c that do not evolve along a path,
+dz = b(z, c) dt + sigma(z, c) dW (see "Conditioning" below).
+
 The data are pairs (z0, z1_hat, dt). For partial-evolution pairs (one of K
 patches evolved, REFERENCE-002 §2) the increment r = z1_hat - z0 has mean
 b(z0) dt (unbiased) but covariance ~ K sigma sigma^T dt, K times the large
@@ -44,6 +47,22 @@ Nearly collinear states (learned closure latents that are almost functions of m)
 are whitened before the networks see them, and rollouts are confined to the box of
 the training states in network coordinates: see ``standardize`` and ``confine`` of
 :class:`SDEModel`.
+
+Conditioning
+------------
+The NbMoTa alloy's SDE is conditioned on temperature (REFERENCE-002 §1c, §4): one
+temperature per KMC run, a parameter that is constant along a path, not a state
+variable; it has no drift or noise, and a rollout must keep it fixed.
+``fit(..., conditions=c)`` with c of shape (n, n_cond) (one row per pair) learns
+dz = b(z, c) dt + sigma(z, c) dW. Both MLPs take
+concatenate(z', c') as input, n_dim + n_cond columns, where z' are the network
+coordinates of z (standardised or whitened from the training z0 only: the
+conditions never enter R or the rollout box) and c' = (c - condition_shift_) /
+condition_scale_ with the mean and s.d. of the training conditions per column (an
+s.d. of 0, e.g. a single training temperature, is replaced by 1). The outputs, the
+loss and the rollout are as without conditions; ``constant_diagonal`` sigma = diag(v)
+does not depend on c. Without conditions (the default) the computation is exactly
+the unconditioned one (bitwise the same parameters as before conditioning existed).
 
 Precision and threads: computations run in float64 inside
 :func:`cgflow.learn._jax.x64` (scoped, never global), with the XLA thread
@@ -122,6 +141,29 @@ def _as_states(z, name, n_dim=None):
     return z, single
 
 
+def _as_conditions(c, n, n_cond=None, single=False, name="conditions"):
+    """(n, n_cond) float64 array of conditions for n states; (n,) means n_cond = 1.
+
+    ``n_cond`` None (in ``fit``): taken from the array. ``single`` (one state of shape (n_dim,) was passed):
+    a row (n_cond,) (or a scalar for n_cond = 1) is accepted as well.
+    """
+    c = np.asarray(c, dtype=np.float64)
+    if c.ndim == 0 and single:
+        c = c.reshape(1, 1)
+    elif c.ndim == 1:
+        c = c[None] if single and n_cond is not None and c.shape[0] == n_cond else c[:, None]
+    want = "(n, n_cond) or (n,) for n_cond = 1" if n_cond is None else f"({n}, {n_cond})"
+    if c.ndim != 2 or c.shape[0] != n or c.shape[1] == 0:
+        raise ValueError(f"{name} must have shape {want} (one row per state, n = {n}), got {np.shape(c)}")
+    if n_cond is not None and c.shape[1] != n_cond:
+        raise ValueError(f"{name} has {c.shape[1]} columns, the model was fitted with n_conditions={n_cond}")
+    bad = ~np.isfinite(c)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name} has a non-finite entry at index {idx}")
+    return c
+
+
 def _as_dt(dt, n, name="dt"):
     dt = np.asarray(dt, dtype=np.float64)
     if dt.ndim == 0:
@@ -167,10 +209,22 @@ def _from_net(u, norm):
     return shift + scale * (u if M is None else u @ M.T)
 
 
-def _sigma_matrix(params, z, kind, n_dim, norm):
-    """sigma(z), shape (n, n_dim, n_dim): diag(scale) M sigma'(z'), z' = :func:`_to_net` (M = I if None).
+def _net_input(z, norm, cond):
+    """The networks' input: z' = :func:`_to_net`, or concatenate(z', c') with c' the normalised conditions (n, n_cond).
 
-    ``constant_diagonal`` has no input: sigma = diag(v) in z's units, v initialised to 1 (the seed's).
+    ``cond`` None (an unconditioned model) returns z' itself: the unconditioned computation is unchanged.
+    """
+    import jax.numpy as jnp
+
+    u = _to_net(z, norm)
+    return u if cond is None else jnp.concatenate([u, cond], axis=1)
+
+
+def _sigma_matrix(params, z, kind, n_dim, norm, cond=None):
+    """sigma(z, c), shape (n, n_dim, n_dim): diag(scale) M sigma'(z', c'), z' = :func:`_to_net` (M = I if None).
+
+    ``constant_diagonal`` has no input: sigma = diag(v) in z's units, v initialised to 1 (the seed's); it ignores
+    the conditions c' (``cond``, normalised, (n, n_cond) or None).
     """
     import jax
     import jax.numpy as jnp
@@ -178,7 +232,7 @@ def _sigma_matrix(params, z, kind, n_dim, norm):
     scale, M = norm[1], norm[2]
     if kind == "constant_diagonal":
         return jnp.broadcast_to(jnp.diag(params["sigma_diag"]), (z.shape[0], n_dim, n_dim))
-    out = _jax.mlp_apply(params["sigma"], _to_net(z, norm))
+    out = _jax.mlp_apply(params["sigma"], _net_input(z, norm, cond))
     if kind == "arbitrary":
         S = out.reshape(z.shape[0], n_dim, n_dim)
     else:
@@ -191,28 +245,28 @@ def _sigma_matrix(params, z, kind, n_dim, norm):
     return scale[:, None] * S
 
 
-def _drift(layers, z, norm):
-    """b(z) = diag(scale) M MLP(z'), z' = :func:`_to_net` (M = I if None)."""
+def _drift(layers, z, norm, cond=None):
+    """b(z, c) = diag(scale) M MLP(z', c'), z' = :func:`_to_net` (M = I if None), c' = ``cond`` (or no c' if None)."""
     scale, M = norm[1], norm[2]
-    out = _jax.mlp_apply(layers, _to_net(z, norm))
+    out = _jax.mlp_apply(layers, _net_input(z, norm, cond))
     return scale * (out if M is None else out @ M.T)
 
 
-def _per_pair_loss(params, z0, z1, dt, lam, eps, kind, n_dim, norm):
-    """l_i of REFERENCE-002 §0 for every pair, shape (n,)."""
+def _per_pair_loss(params, z0, z1, dt, lam, eps, kind, n_dim, norm, cond=None):
+    """l_i of REFERENCE-002 §0 for every pair, shape (n,); ``cond``: normalised conditions of the pairs, or None."""
     import jax.numpy as jnp
     from jax.scipy.linalg import solve_triangular
 
-    b = _drift(params["drift"], z0, norm)
+    b = _drift(params["drift"], z0, norm, cond)
     r = z1 - z0 - b * dt[:, None]
     if kind == "constant_diagonal" or n_dim == 1:
         if kind == "constant_diagonal":
             s2 = jnp.broadcast_to(params["sigma_diag"] ** 2, r.shape)
         else:
-            s2 = _sigma_matrix(params, z0, kind, n_dim, norm)[:, :, 0] ** 2
+            s2 = _sigma_matrix(params, z0, kind, n_dim, norm, cond)[:, :, 0] ** 2
         var = lam * s2 * dt[:, None] + eps
         return jnp.sum(r * r / var + jnp.log(var), axis=1)
-    s = _sigma_matrix(params, z0, kind, n_dim, norm)
+    s = _sigma_matrix(params, z0, kind, n_dim, norm, cond)
     cov = lam * jnp.einsum("nij,nkj->nik", s, s) * dt[:, None, None] + eps * jnp.eye(n_dim, dtype=r.dtype)
     chol = jnp.linalg.cholesky(cov)
     y = solve_triangular(chol, r[:, :, None], lower=True)[:, :, 0]
@@ -253,26 +307,29 @@ def sde_loss_numpy(drift, sigma, z0, z1, dt, loss_scaling, epsilon):
 # One function object per static configuration, so JAX compiles each once per
 # shape and process (not once per fit or per call); lambda and eps are traced.
 @functools.lru_cache(maxsize=None)
-def _batch_loss(kind, n_dim, whiten=False):
-    """loss_fn(params, (z0, z1, dt), w, lam, eps, shift, scale[, M, M^-1]) for ``_jax.train_minibatch``."""
+def _batch_loss(kind, n_dim, whiten=False, conditioned=False):
+    """loss_fn(params, batch, w, lam, eps, shift, scale[, M, M^-1]) for ``_jax.train_minibatch``.
+
+    batch = (z0, z1, dt), or (z0, z1, dt, c') with the normalised conditions c' when ``conditioned``.
+    """
     import jax.numpy as jnp
 
     def loss_fn(params, batch, w, lam, eps, shift, scale, *mats):
-        z0, z1, dt = batch
+        z0, z1, dt, *cond = batch
         norm = (shift, scale, *mats) if whiten else (shift, scale, None, None)
-        ell = _per_pair_loss(params, z0, z1, dt, lam, eps, kind, n_dim, norm)
+        ell = _per_pair_loss(params, z0, z1, dt, lam, eps, kind, n_dim, norm, cond[0] if conditioned else None)
         return jnp.sum(w * ell) / jnp.sum(w)
 
     return loss_fn
 
 
-def _mean_loss_impl(params, z0, z1, dt, lam, eps, norm, *, kind, n_dim):
+def _mean_loss_impl(params, z0, z1, dt, lam, eps, norm, cond=None, *, kind, n_dim):
     import jax.numpy as jnp
 
-    return jnp.mean(_per_pair_loss(params, z0, z1, dt, lam, eps, kind, n_dim, norm))
+    return jnp.mean(_per_pair_loss(params, z0, z1, dt, lam, eps, kind, n_dim, norm, cond))
 
 
-def _rollout_impl(params, z, key, dt, norm, bounds, *, kind, n_dim, n_saves, save_every):
+def _rollout_impl(params, z, key, dt, norm, bounds, cond=None, *, kind, n_dim, n_saves, save_every):
     import jax
     import jax.numpy as jnp
 
@@ -288,8 +345,9 @@ def _rollout_impl(params, z, key, dt, norm, bounds, *, kind, n_dim, n_saves, sav
 
     def step(z, kk):
         xi = jax.random.normal(kk, z.shape, z.dtype)
-        s = _sigma_matrix(params, z, kind, n_dim, norm)
-        z = z + _drift(params["drift"], z, norm) * dt + sqdt * jnp.einsum("nij,nj->ni", s, xi)
+        # c' (cond) is constant along a path: a closed-over argument, not part of the scan's carry
+        s = _sigma_matrix(params, z, kind, n_dim, norm, cond)
+        z = z + _drift(params["drift"], z, norm, cond) * dt + sqdt * jnp.einsum("nij,nj->ni", s, xi)
         return (z if bounds is None else confine(z)), None
 
     def block(z, kb):
@@ -320,12 +378,23 @@ class SDEModel(ParamsMixin):
     scikit-learn conventions: ``__init__`` stores parameters, ``fit`` returns
     self, fitted attributes end in ``_``; ``get_params`` / ``set_params``.
 
+    Conditioned on constant external parameters c (the alloy's temperature,
+    REFERENCE-002 §1c, §4) when fitted with ``fit(..., conditions=c)``: then
+    dz = b(z, c) dt + sigma(z, c) dW, the networks take (z', c') with c'
+    standardised by the training conditions, and ``drift``, ``sigma_matrix``,
+    ``diffusion``, ``loss``, ``loss_grad`` and ``rollout`` all require a
+    ``conditions`` argument with ``n_conditions_`` columns (one row per state, pair
+    or path; constant along a rollout path). A model fitted without conditions
+    rejects them (module docstring, "Conditioning").
+
     Parameters
     ----------
     hidden_layer_sizes : tuple of int, default (64, 64, 64)
-        ReLU layers of the drift MLP (REFERENCE-002 §4).
+        ReLU layers of the drift MLP (REFERENCE-002 §4); its input is z' (n_dim columns),
+        or (z', c') (n_dim + n_conditions_) for a conditioned model.
     sigma : {"cholesky", "arbitrary", "constant_diagonal"}, default "cholesky"
-        Diffusion parametrisation (module docstring).
+        Diffusion parametrisation (module docstring). The sigma MLP has the drift's
+        inputs; ``"constant_diagonal"`` has none and ignores the conditions.
     sigma_hidden_layer_sizes : tuple of int or None, default None
         ReLU layers of the sigma MLP; None: the drift's.
     loss_scaling : float, default 1.0
@@ -375,11 +444,14 @@ class SDEModel(ParamsMixin):
         "auto" (default): "whiten" when the condition number of R exceeds
         ``WHITEN_CONDITION``, else True (well-conditioned states, e.g. (m, rho_dw)
         with correlation -0.2, are fitted exactly as with True).
+        All of this concerns z only: conditions are always standardised per column
+        (``condition_shift_``, ``condition_scale_``, also with False) and never whitened.
     confine : bool, default True
         Rollouts stay in the box of the training states: after each Euler-Maruyama
         step a state whose network coordinates z' leave [min, max] of the training
         z0' (``bounds_``, per coordinate) is moved to the nearest point of that box
-        (projected Euler-Maruyama). The networks are informed only where the data
+        (projected Euler-Maruyama); the box is in z' only (the conditions, constant
+        along a path, are not confined). The networks are informed only where the data
         are; outside, the ReLU networks extrapolate linearly, and a drift that
         points outward there sends paths to infinity (measured: ising-closure-quick
         rollouts reached |m| ~ 1e4). States inside the box are not changed, so
@@ -398,6 +470,11 @@ class SDEModel(ParamsMixin):
     bounds_ : tuple (low, high) of ndarray (n_dim,)
         Per-coordinate min and max of the training z0 in network coordinates z'
         (the box of ``confine``).
+    n_conditions_ : int
+        Number of condition columns n_cond (0: an unconditioned model).
+    condition_shift_, condition_scale_ : ndarray (n_cond,)
+        Mean and s.d. (0 replaced by 1) of the training conditions per column:
+        c' = (c - condition_shift_) / condition_scale_. Empty arrays when unconditioned.
     n_dim_ : int
     loss_curve_, lr_curve_ : list of float
         Per-epoch training loss (lambda = loss_scaling) and learning rate.
@@ -500,18 +577,37 @@ class SDEModel(ParamsMixin):
             raise ValueError("this SDEModel is not fitted yet: call fit() or load_state_dict() first")
 
     # ------------------------------------------------------------------ parameters
-    def _init_params(self, key, n_dim, p):
+    def _init_params(self, key, n_dim, p, n_cond=0):
+        """Initial parameters; the networks take n_dim + n_cond inputs (z', c')."""
         import jax
         import jax.numpy as jnp
 
+        n_in = n_dim + n_cond
         kd, ks = jax.random.split(key)
-        params = {"drift": _jax.mlp_init(kd, (n_dim, *p["hidden"], n_dim), jnp.float64)}
+        params = {"drift": _jax.mlp_init(kd, (n_in, *p["hidden"], n_dim), jnp.float64)}
         if self.sigma == "constant_diagonal":
             params["sigma_diag"] = jnp.ones(n_dim, jnp.float64)
         else:
             n_out = n_dim * n_dim if self.sigma == "arbitrary" else n_dim * (n_dim + 1) // 2
-            params["sigma"] = _jax.mlp_init(ks, (n_dim, *p["sigma_hidden"], n_out), jnp.float64)
+            params["sigma"] = _jax.mlp_init(ks, (n_in, *p["sigma_hidden"], n_out), jnp.float64)
         return params
+
+    def _conditions(self, conditions, n, single=False, name="conditions"):
+        """Normalised conditions c' = (c - condition_shift_) / condition_scale_ (NumPy (n, n_cond)), or None.
+
+        Raises ValueError if ``conditions`` is given to an unconditioned model or missing for a conditioned one.
+        """
+        k = getattr(self, "n_conditions_", 0)
+        if k == 0:
+            if conditions is not None:
+                raise ValueError(f"{name} were given, but this SDEModel was fitted without conditions "
+                                 "(n_conditions_ = 0): pass conditions=None")
+            return None
+        if conditions is None:
+            raise ValueError(f"this SDEModel was fitted with conditions: pass {name} of shape (n, {k}) "
+                             f"(n_conditions_ = {k})")
+        c = _as_conditions(conditions, n, k, single, name)
+        return (c - self.condition_shift_) / self.condition_scale_
 
     def _norm(self):
         """(shift, scale, M, M^-1) as float64 JAX arrays (inside ``_jax.x64``); M = R^(1/2) or None."""
@@ -538,7 +634,7 @@ class SDEModel(ParamsMixin):
         return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), self.params_)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, z0, z1, dt, *, validation_data=None):
+    def fit(self, z0, z1, dt, *, conditions=None, validation_data=None):
         """Fit drift and diffusion to pairs.
 
         Parameters
@@ -549,9 +645,16 @@ class SDEModel(ParamsMixin):
             Targets z1_hat (for partial evolution: z0 + phi(patch after) - phi(patch before)).
         dt : float or array (n,)
             Elapsed time of each pair (> 0).
-        validation_data : tuple (z0, z1, dt), optional
+        conditions : array (n, n_cond) (or (n,) for n_cond = 1), optional
+            External parameters of each pair that do not evolve (the alloy's temperature): the
+            model becomes dz = b(z, c) dt + sigma(z, c) dW, and every later call (drift,
+            sigma_matrix, diffusion, loss, loss_grad, rollout) needs conditions of n_cond
+            columns. None (default): an unconditioned model, trained exactly as without
+            the argument.
+        validation_data : tuple (z0, z1, dt), or (z0, z1, dt, conditions) with ``conditions``, optional
             Evaluated after every epoch with lambda = ``validation_loss_scaling``
-            (``validation_curve_``); does not influence training.
+            (``validation_curve_``); does not influence training. A 4-tuple is required
+            exactly when the fit has conditions.
 
         Returns
         -------
@@ -566,16 +669,30 @@ class SDEModel(ParamsMixin):
         if z1.shape != z0.shape:
             raise ValueError(f"z0 and z1 must have the same shape, got {z0.shape} and {z1.shape}")
         dt = _as_dt(dt, z0.shape[0])
+        c = None if conditions is None else _as_conditions(conditions, z0.shape[0])
+        n_cond = 0 if c is None else c.shape[1]
         if validation_data is not None:
+            vc = None
             try:
-                v0, v1, vdt = validation_data
+                if n_cond:
+                    v0, v1, vdt, vc = validation_data
+                else:
+                    v0, v1, vdt = validation_data
             except (TypeError, ValueError):
-                raise ValueError("validation_data must be a tuple (z0, z1, dt)") from None
+                if n_cond:
+                    raise ValueError("validation_data must be a tuple (z0, z1, dt, conditions) for a fit with "
+                                     "conditions") from None
+                raise ValueError("validation_data must be a tuple (z0, z1, dt) (a 4-tuple with conditions only "
+                                 "for a fit with conditions)") from None
             v0, _ = _as_states(v0, "validation z0", n_dim)
             v1, _ = _as_states(v1, "validation z1", n_dim)
             if v1.shape != v0.shape:
                 raise ValueError(f"validation z0 and z1 differ in shape: {v0.shape}, {v1.shape}")
             vdt = _as_dt(vdt, v0.shape[0], "validation dt")
+            if n_cond:
+                if vc is None:
+                    raise ValueError(f"validation conditions must have shape ({v0.shape[0]}, {n_cond}), got None")
+                vc = _as_conditions(vc, v0.shape[0], n_cond, name="validation conditions")
 
         kind, lam, eps, val_lam = self.sigma, p["lam"], p["eps"], p["val_lam"]
         M = None
@@ -591,25 +708,37 @@ class SDEModel(ParamsMixin):
         u0 = u0 if W is None else u0 @ W.T
         bounds = (u0.min(axis=0), u0.max(axis=0))
         norm = (shift, scale, M, W)
+        # conditions: standardised per column by the training conditions only (never part of the whitening);
+        # a column with one value (s.d. 0) keeps scale 1
+        if n_cond:
+            cshift, cscale = c.mean(axis=0), c.std(axis=0)
+            cscale = np.where(cscale > 0, cscale, 1.0)
+            cn = (c - cshift) / cscale
+        else:
+            cshift, cscale, cn = np.zeros(0), np.ones(0), None
         with _jax.x64():
             import jax.numpy as jnp
 
             key = _jax.prng_key(self.random_state)
             kinit, kshuffle = jax.random.split(key)
-            params = self._init_params(kinit, n_dim, p)
+            params = self._init_params(kinit, n_dim, p, n_cond)
 
             validate = None
             if validation_data is not None:
                 vargs = tuple(jnp.asarray(a) for a in (v0, v1, vdt))
+                if n_cond:  # the normalised validation conditions, an extra argument after norm
+                    vargs_c = (jnp.asarray((vc - cshift) / cscale),)
+                else:
+                    vargs_c = ()
                 mean_loss = _compiled()["mean_loss"]
 
                 def validate(prm):
-                    return mean_loss(prm, *vargs, val_lam, eps, norm, kind=kind, n_dim=n_dim)
+                    return mean_loss(prm, *vargs, val_lam, eps, norm, *vargs_c, kind=kind, n_dim=n_dim)
 
             res = _jax.train_minibatch(
-                _batch_loss(kind, n_dim, M is not None),
+                _batch_loss(kind, n_dim, M is not None, True) if n_cond else _batch_loss(kind, n_dim, M is not None),
                 params,
-                (z0, z1, dt),
+                (z0, z1, dt) if cn is None else (z0, z1, dt, cn),
                 loss_args=(lam, eps, shift, scale) + (() if M is None else (M, W)),
                 key=kshuffle,
                 epochs=p["epochs"],
@@ -624,6 +753,8 @@ class SDEModel(ParamsMixin):
         self.shift_, self.scale_ = shift, scale
         self.decorrelation_ = M
         self.bounds_ = bounds
+        self.n_conditions_ = n_cond
+        self.condition_shift_, self.condition_scale_ = cshift, cscale
         self.loss_curve_ = res.loss_curve
         self.lr_curve_ = res.lr_curve
         self.validation_curve_ = res.validation_curve
@@ -632,37 +763,57 @@ class SDEModel(ParamsMixin):
         return self
 
     # ------------------------------------------------------------------ evaluation
-    def drift(self, z):
-        """b(z): array (n, n_dim) -> (n, n_dim); a single state (n_dim,) -> (n_dim,)."""
+    def drift(self, z, conditions=None):
+        """b(z, c): array (n, n_dim) -> (n, n_dim); a single state (n_dim,) -> (n_dim,).
+
+        Parameters
+        ----------
+        z : array (n, n_dim) (or (n,) for n_dim = 1), or one state (n_dim,)
+        conditions : array (n, n_cond) (or (n,) for n_cond = 1; (n_cond,) for one state), optional
+            Required exactly when the model was fitted with conditions.
+        """
         self._check_fitted()
         z, single = _as_states(z, "z", self.n_dim_)
+        cn = self._conditions(conditions, z.shape[0], single)
         with _jax.x64():
-            out = np.asarray(_compiled()["drift"](self._jax_params()["drift"], z, self._norm()))
+            extra = () if cn is None else (cn,)
+            out = np.asarray(_compiled()["drift"](self._jax_params()["drift"], z, self._norm(), *extra))
         return out[0] if single else out
 
-    def sigma_matrix(self, z):
-        """sigma(z): (n, n_dim) -> (n, n_dim, n_dim); a single state -> (n_dim, n_dim)."""
+    def sigma_matrix(self, z, conditions=None):
+        """sigma(z, c): (n, n_dim) -> (n, n_dim, n_dim); a single state -> (n_dim, n_dim).
+
+        ``conditions`` as in :meth:`drift` (``sigma="constant_diagonal"`` does not depend on them,
+        but a conditioned model still requires them).
+        """
         self._check_fitted()
         z, single = _as_states(z, "z", self.n_dim_)
+        cn = self._conditions(conditions, z.shape[0], single)
         with _jax.x64():
             import jax.numpy as jnp
 
             fn = _compiled()["sigma"]
+            extra = {} if cn is None else {"cond": jnp.asarray(cn)}
             out = np.asarray(fn(self._jax_params(), jnp.asarray(z), kind=self.sigma, n_dim=self.n_dim_,
-                                norm=self._norm()))
+                                norm=self._norm(), **extra))
         return out[0] if single else out
 
-    def diffusion(self, z):
-        """sigma(z) sigma(z)^T: (n, n_dim) -> (n, n_dim, n_dim); a single state -> (n_dim, n_dim).
+    def diffusion(self, z, conditions=None):
+        """sigma(z, c) sigma(z, c)^T: (n, n_dim) -> (n, n_dim, n_dim); a single state -> (n_dim, n_dim).
 
         With lambda = K on partial-evolution pairs this is the large system's
-        diffusion matrix (covariance of an increment per unit time).
+        diffusion matrix (covariance of an increment per unit time). ``conditions`` as in
+        :meth:`drift`.
         """
-        s = self.sigma_matrix(z)
+        s = self.sigma_matrix(z, conditions)
         return s @ np.swapaxes(s, -1, -2)
 
-    def loss(self, z0, z1, dt, loss_scaling=None):
-        """The REFERENCE-002 §0 loss, mean over pairs, with lambda = ``loss_scaling`` (default: the model's)."""
+    def loss(self, z0, z1, dt, loss_scaling=None, *, conditions=None):
+        """The REFERENCE-002 §0 loss, mean over pairs, with lambda = ``loss_scaling`` (default: the model's).
+
+        ``conditions``: (n, n_cond) (or (n,) for n_cond = 1), one row per pair; required exactly
+        when the model was fitted with conditions.
+        """
         self._check_fitted()
         p = self._validated()
         lam = p["lam"] if loss_scaling is None else _check_real(loss_scaling, "loss_scaling", 0.0)
@@ -671,17 +822,22 @@ class SDEModel(ParamsMixin):
         if z1.shape != z0.shape:
             raise ValueError(f"z0 and z1 must have the same shape, got {z0.shape} and {z1.shape}")
         dt = _as_dt(dt, z0.shape[0])
+        cn = self._conditions(conditions, z0.shape[0])
         with _jax.x64():
             import jax.numpy as jnp
 
+            extra = () if cn is None else (jnp.asarray(cn),)
             out = _compiled()["mean_loss"](
                 self._jax_params(), jnp.asarray(z0), jnp.asarray(z1), jnp.asarray(dt), lam, p["eps"], self._norm(),
-                kind=self.sigma, n_dim=self.n_dim_,
+                *extra, kind=self.sigma, n_dim=self.n_dim_,
             )
             return float(out)
 
-    def loss_grad(self, z0, z1, dt):
-        """Gradient of :meth:`loss` (model's lambda) with respect to ``params_`` (same structure, NumPy)."""
+    def loss_grad(self, z0, z1, dt, *, conditions=None):
+        """Gradient of :meth:`loss` (model's lambda) with respect to ``params_`` (same structure, NumPy).
+
+        ``conditions`` as in :meth:`loss`.
+        """
         import jax
 
         self._check_fitted()
@@ -689,20 +845,23 @@ class SDEModel(ParamsMixin):
         z0, _ = _as_states(z0, "z0", self.n_dim_)
         z1, _ = _as_states(z1, "z1", self.n_dim_)
         dt = _as_dt(dt, z0.shape[0])
+        cn = self._conditions(conditions, z0.shape[0])
         kind, n_dim = self.sigma, self.n_dim_
         with _jax.x64():
             import jax.numpy as jnp
 
+            extra = () if cn is None else (jnp.asarray(cn),)
             g = _compiled()["grad"](
                 self._jax_params(), jnp.asarray(z0), jnp.asarray(z1), jnp.asarray(dt), p["lam"], p["eps"], self._norm(),
-                kind=kind, n_dim=n_dim,
+                *extra, kind=kind, n_dim=n_dim,
             )
             return jax.tree_util.tree_map(lambda a: np.array(a, dtype=np.float64), g)
 
-    def rollout(self, z0, dt, n_steps, key, *, save_every=1):
-        """Euler-Maruyama paths z_{k+1} = z_k + b(z_k) dt + sigma(z_k) sqrt(dt) xi_k, xi ~ N(0, I).
+    def rollout(self, z0, dt, n_steps, key, *, save_every=1, conditions=None):
+        """Euler-Maruyama paths z_{k+1} = z_k + b(z_k, c) dt + sigma(z_k, c) sqrt(dt) xi_k, xi ~ N(0, I).
 
-        Vectorised over the batch; one ``lax.scan`` over steps (REFERENCE-002 §0).
+        Vectorised over the batch; one ``lax.scan`` over steps (REFERENCE-002 §0). The
+        conditions c of a path are constant in time (the scan carries z only).
 
         Parameters
         ----------
@@ -715,6 +874,8 @@ class SDEModel(ParamsMixin):
             Noise key (``_jax.prng_key``).
         save_every : int, default 1
             Record every ``save_every``-th state.
+        conditions : array (n_paths, n_cond) (or (n_paths,) for n_cond = 1; (n_cond,) for one path), optional
+            The conditions of each path; required exactly when the model was fitted with conditions.
 
         Returns
         -------
@@ -726,6 +887,7 @@ class SDEModel(ParamsMixin):
 
         self._check_fitted()
         z0, single = _as_states(z0, "z0", self.n_dim_)
+        cn = self._conditions(conditions, z0.shape[0], single)
         dt = _check_real(dt, "dt", 0.0)
         n_steps = _check_int(n_steps, "n_steps", 0)
         save_every = _check_int(save_every, "save_every", 1)
@@ -738,8 +900,9 @@ class SDEModel(ParamsMixin):
 
             k = _jax.prng_key(key)
             if n_saves:
+                extra = () if cn is None else (jnp.asarray(cn),)
                 zs = _compiled()["rollout"](
-                    self._jax_params(), jnp.asarray(z0), k, jnp.float64(dt), self._norm(), self._bounds(),
+                    self._jax_params(), jnp.asarray(z0), k, jnp.float64(dt), self._norm(), self._bounds(), *extra,
                     kind=kind, n_dim=n_dim, n_saves=n_saves, save_every=save_every,
                 )
                 zs = np.asarray(zs)
@@ -757,8 +920,10 @@ class SDEModel(ParamsMixin):
         standardisation; optional on loading, default 0 and 1), ``"decorrelation"`` (R^(1/2)
         of ``standardize="whiten"``, the identity without it, so that every fit has the same
         keys), ``"lower"`` and ``"upper"`` (``bounds_``; optional on loading: a model
-        without them is never confined) and ``"format"`` (0-d int).
-        Together with :meth:`get_params` (JSON-able except a Generator/key
+        without them is never confined) and ``"format"`` (0-d int). A model fitted with
+        conditions also has ``"condition_shift"`` and ``"condition_scale"`` (n_cond,); an
+        unconditioned model has neither (its keys are those of unconditioned models before
+        conditioning existed). Together with :meth:`get_params` (JSON-able except a Generator/key
         random_state) this rebuilds the model: ``SDEModel(**params).load_state_dict(d)``.
         """
         self._check_fitted()
@@ -769,6 +934,9 @@ class SDEModel(ParamsMixin):
         bounds = getattr(self, "bounds_", None)
         if bounds is not None:
             out["lower"], out["upper"] = (np.array(b, dtype=np.float64) for b in bounds)
+        if getattr(self, "n_conditions_", 0) > 0:
+            out["condition_shift"] = np.array(self.condition_shift_, dtype=np.float64)
+            out["condition_scale"] = np.array(self.condition_scale_, dtype=np.float64)
         for i, layer in enumerate(self.params_["drift"]):
             out[f"drift.{i}.W"], out[f"drift.{i}.b"] = layer["W"].copy(), layer["b"].copy()
         if "sigma_diag" in self.params_:
@@ -779,7 +947,12 @@ class SDEModel(ParamsMixin):
         return out
 
     def load_state_dict(self, state):
-        """Load :meth:`state_dict` output (shapes are checked against the parameters). Returns self."""
+        """Load :meth:`state_dict` output (shapes are checked against the parameters). Returns self.
+
+        The number of condition columns is the first drift layer's input width minus n_dim (the
+        length of ``"shift"``); it must match ``"condition_shift"`` / ``"condition_scale"``, which
+        are present exactly when it is > 0.
+        """
         p = self._validated()
         state = dict(state)
         fmt = state.pop("format", None)
@@ -797,7 +970,28 @@ class SDEModel(ParamsMixin):
             return out
 
         drift = layers("drift", len(p["hidden"]) + 1)
-        n_dim = drift[0]["W"].shape[0]
+        n_in = drift[0]["W"].shape[0]
+        if ("condition_shift" in state) != ("condition_scale" in state):
+            raise ValueError("state must hold both 'condition_shift' and 'condition_scale' or neither")
+        cshift, cscale = np.zeros(0), np.ones(0)
+        if "condition_shift" in state:
+            cshift = np.array(state.pop("condition_shift"), dtype=np.float64)
+            cscale = np.array(state.pop("condition_scale"), dtype=np.float64)
+            if (cshift.ndim != 1 or cshift.size == 0 or cscale.shape != cshift.shape or not np.all(np.isfinite(cshift))
+                    or not np.all(np.isfinite(cscale) & (cscale > 0))):
+                raise ValueError(f"condition_shift and condition_scale must be finite arrays of one shape (n_cond,), "
+                                 f"n_cond >= 1, condition_scale > 0; got {cshift.shape} and {cscale.shape}")
+        # n_dim: the length of shift (n_cond = n_in - n_dim), else the drift's input width less the conditions
+        s0 = np.shape(state["shift"]) if "shift" in state else None
+        n_dim = s0[0] if s0 is not None and len(s0) == 1 else n_in - cshift.size
+        n_cond = n_in - n_dim
+        if n_cond != cshift.size:
+            raise ValueError(
+                f"the drift's first layer takes {n_in} inputs and shift has length {n_dim}, so the model has "
+                f"{n_cond} condition column(s), but the state's condition_shift / condition_scale have "
+                f"{cshift.size} (a conditioned model's state needs both, an unconditioned one neither)")
+        if n_dim < 1:
+            raise ValueError(f"the state has n_dim = {n_dim} (drift input width {n_in}, {cshift.size} conditions)")
         shift = np.array(state.pop("shift", np.zeros(n_dim)), dtype=np.float64)
         scale = np.array(state.pop("scale", np.ones(n_dim)), dtype=np.float64)
         if shift.shape != (n_dim,) or scale.shape != (n_dim,) or not np.all(scale > 0):
@@ -822,10 +1016,10 @@ class SDEModel(ParamsMixin):
         else:
             params["sigma"] = layers("sigma", len(p["sigma_hidden"]) + 1)
             n_out = n_dim * n_dim if self.sigma == "arbitrary" else n_dim * (n_dim + 1) // 2
-            sig_sizes = (n_dim, *p["sigma_hidden"], n_out)
+            sig_sizes = (n_dim + n_cond, *p["sigma_hidden"], n_out)
         if state:
             raise ValueError(f"unexpected entries in state: {sorted(state)}")
-        want = [(n_dim, *p["hidden"], n_dim)] + ([sig_sizes] if sig_sizes else [])
+        want = [(n_dim + n_cond, *p["hidden"], n_dim)] + ([sig_sizes] if sig_sizes else [])
         have = [params["drift"]] + ([params["sigma"]] if sig_sizes else [])
         for sizes, lay, name in zip(want, have, ("drift", "sigma")):
             for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -841,4 +1035,6 @@ class SDEModel(ParamsMixin):
         self.shift_, self.scale_ = shift, scale
         self.decorrelation_ = M
         self.bounds_ = bounds
+        self.n_conditions_ = n_cond
+        self.condition_shift_, self.condition_scale_ = cshift, cscale
         return self

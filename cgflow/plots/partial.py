@@ -7,7 +7,7 @@ import xarray as xr
 
 from ._common import pyplot
 
-__all__ = ["FIGURES", "drift_diffusion", "mmd_vs_lambda", "rollouts"]
+__all__ = ["FIGURES", "drift_diffusion", "mmd_vs_lambda", "rollouts", "stationary_vs_temperature"]
 
 VARIANT_STYLE = {"method": dict(ls="-"), "baseline": dict(ls="--")}
 
@@ -105,6 +105,40 @@ def mmd_vs_lambda(tree: xr.DataTree):
     return fig
 
 
+def stationary_vs_temperature(tree: xr.DataTree):
+    """Stationary SRO against temperature (a temperature-conditioned alloy SDE; REFERENCE-002 §1c, §9): direct
+    large-lattice KMC with 2 SE bars, every variant's rollouts, and the equilibrium table of REFERENCE-002 §9;
+    trained temperatures marked. One panel per SRO parameter."""
+    from ..micro.bcc_alloy import EQUILIBRIUM_SRO_TABLE
+
+    plt = pyplot()
+    ev = tree["evaluation"].to_dataset().load()
+    trained = np.asarray(tree["truth"].attrs.get("training_temperatures", []), dtype=float)
+    T = ev["temperature"].values
+    order = np.argsort(T)
+    obs = [str(o) for o in ev["obs"].values]
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), constrained_layout=True, sharex=True)
+    table_T = np.array(sorted(EQUILIBRIUM_SRO_TABLE))
+    for k, (ax, name) in enumerate(zip(axes.flat, obs)):
+        truth = ev["stationary_truth_per_start"].isel(obs=k).values[order]
+        se = ev["stationary_truth_per_start_se"].isel(obs=k).values[order]
+        ax.errorbar(T[order], truth, yerr=2 * se, color="k", marker="o", lw=2, capsize=3, label="direct KMC (2 SE)")
+        ax.plot(table_T, [EQUILIBRIUM_SRO_TABLE[t][k] for t in table_T], "s", mfc="none", color="0.4", ms=8,
+                label="REFERENCE-002 §9 table")
+        for j, Ls in enumerate(ev["small_size"].values):
+            for v in ev["variant"].values:
+                y = ev["stationary_model_per_start"].sel(variant=v, small_size=Ls).isel(obs=k).values[order]
+                ax.plot(T[order], y, marker=".", color=f"C{j}", **VARIANT_STYLE.get(str(v), dict(ls=":")),
+                        label=f"{v}, small {Ls}")
+        for t in trained:
+            ax.axvline(t, color="0.85", lw=0.8, zorder=0)
+        ax.set_title(f"delta_{name}", fontsize=9)
+        ax.set_xlabel("T (K); grey lines: trained temperatures")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("stationary short-range order: learned temperature-conditioned SDE vs direct KMC", fontsize=10)
+    return fig
+
+
 def _has(*groups):
     def ok(tree: xr.DataTree) -> bool:
         return "pairs" in tree.children and all(g in tree.children for g in groups) and "sde" in tree.children \
@@ -118,4 +152,7 @@ FIGURES = [
     ("partial_rollouts", rollouts, _has("rollout", "truth")),
     ("partial_mmd_vs_lambda", mmd_vs_lambda, lambda tree: _has("evaluation")(tree) and "mmd2" in tree["evaluation"]
      and any(str(v).startswith("lambda=") for v in tree["sde"]["variant"].values)),
+    ("partial_stationary_vs_temperature", stationary_vs_temperature,
+     lambda tree: _has("evaluation")(tree) and "stationary_truth_per_start" in tree["evaluation"]
+     and "temperature" in tree["evaluation"].coords),
 ]

@@ -58,7 +58,7 @@ def test_truth_runs_are_direct_kmc_in_stage_time():
     ("micro: {model: bcc_alloy, temperature: 2000.0, cells: 8, vacancies: 0}", "micro.vacancies"),
     ("micro: {model: bcc_alloy, temperature: 2000.0, cells: 10}", "partial.small_size"),
     ("closure: {latent: 2}", "closure.latent"),
-    ("sde: {drift_estimator: richardson}", "sde.drift_estimator"),
+    ("sde: {drift_estimator: milstein}", "sde.drift_estimator"),
 ])
 def test_bad_specs_exit_2_naming_the_key(tmp_path, change, key):
     assert_bad_spec_exits_2(replace_section(SPEC, change), tmp_path, key)
@@ -72,3 +72,91 @@ def test_a_small_run_goes_end_to_end(tmp_path):
     assert list(tree["pairs"]["obs"].values) == list(ba.SRO_PAIRS)
     assert tree["truth"].attrs["barrier_model"].startswith("stand-in")
     assert np.all(np.isfinite(tree["evaluation"]["relative_error"].values))
+    # the window runs are observed at dt/4 and dt/2: the pair-duration self-check runs on the alloy too
+    assert np.all(np.isfinite(tree["evaluation"]["dt_halving_ratio"].values))
+    assert not tree["evaluation"].attrs["pair_duration_check"].startswith("not available")
+
+
+# ----------------------------------------------------------------------------- temperature-conditioned SDE
+CONDITIONED = AlloySystem(2000.0, cells=8, small_cells=4, snapshots_per_run=4, temperatures=(2000.0, 1200.0),
+                          truth_temperatures=(1200.0, 1600.0, 2000.0))
+
+
+def test_arrhenius_clock_keeps_the_jumps_per_unit_and_is_exactly_one_at_the_first_temperature():
+    from cgflow.methods.partial.schema import ARRHENIUS_ENERGY
+
+    assert CONDITIONED.time_scale_at(2000.0) == CONDITIONED.time_scale  # the reference temperature: unchanged
+    ratio = CONDITIONED.time_scale_at(1200.0) / CONDITIONED.time_scale
+    assert ratio == pytest.approx(np.exp(ARRHENIUS_ENERGY / ba.KB * (1 / 1200 - 1 / 2000)), rel=1e-12)
+    # a unit holds about as many jumps at every T: the mean rate of a jump of barrier E_a scales out
+    rate = lambda T: np.exp(-ARRHENIUS_ENERGY / (ba.KB * T))  # noqa: E731
+    assert rate(1200.0) * CONDITIONED.time_scale_at(1200.0) == pytest.approx(rate(2000.0) * CONDITIONED.time_scale)
+    assert CONDITIONED.at_condition(1) == CONDITIONED.at_temperature(1200.0)
+    assert CONDITIONED.at_condition(1).condition_names == ()  # one temperature: unconditioned
+    assert CONDITIONED.condition_names == ("temperature",) and CONDITIONED.starts == (1200.0, 1600.0, 2000.0)
+
+
+def test_conditioned_pair_blocks_take_the_temperatures_in_turn_and_are_the_single_temperature_blocks():
+    kw = dict(seed=4, small_sizes=(4,), pairs=16, block=8, pair_duration=1.0, snapshots_per_run=4,
+              snapshot_interval=4.0, random_fraction=0.0, tiles_per_pair="1")
+    stage = PairSweep(CONDITIONED, **kw)
+    assert "conditions" in stage.template()
+    for block, T in ((0, 2000.0), (1, 1200.0)):
+        out = stage.compute_block(0, block).arrays
+        np.testing.assert_array_equal(out.pop("conditions"), np.full((8, 1), T))
+        single = PairSweep(CONDITIONED.at_temperature(T), **kw)
+        assert "conditions" not in single.template()
+        ref = single.compute_block(0, block).arrays
+        assert sorted(out) == sorted(ref)
+        for name in ref:  # same stream, same physics: bitwise the single-temperature block
+            np.testing.assert_array_equal(out[name], ref[name], err_msg=name)
+
+
+def test_conditioned_truth_runs_one_start_per_temperature_on_its_clock():
+    times = np.array([0.0, 5.0])
+    z, _ = CONDITIONED.test_runs(0, 1, times, np.random.default_rng(3), keep_states=False)
+    cold = CONDITIONED.at_temperature(1200.0)
+    ref = ba.sro_trajectory(cold.params(), 8, times * cold.time_scale, np.random.default_rng(3))[0]
+    np.testing.assert_array_equal(z[0], ref)
+    coords = CONDITIONED.start_coords()
+    np.testing.assert_array_equal(coords["temperature"][1], [1200.0, 1600.0, 2000.0])
+
+
+@pytest.mark.parametrize("change, key", [
+    ("truth: {temperature: [1500.0], runs: 4, block: 2, t_end: 20.0, save_every: 5.0}", "truth.temperature"),
+    ("micro: {model: bcc_alloy, temperature: [2000.0, 1200.0, 3000.0], cells: 8}", "partial.pairs"),
+    ("micro: {model: bcc_alloy, temperature: [2000.0, 2000.0], cells: 8}", "micro.temperature"),
+])
+def test_bad_conditioning_specs_exit_2_naming_the_key(tmp_path, change, key):
+    assert_bad_spec_exits_2(replace_section(SPEC, change), tmp_path, key)
+
+
+def test_a_conditioned_run_goes_end_to_end_with_per_temperature_results(tmp_path):
+    from cgflow import open_run
+
+    spec = replace_section(SPEC, "micro: {model: bcc_alloy, temperature: [2000.0, 1200.0], cells: 8, vacancies: 1}")
+    spec = replace_section(spec, "truth: {temperature: [1200.0, 1600.0, 2000.0], runs: 4, block: 2, t_end: 20.0, "
+                                 "save_every: 5.0}")
+    store, _ = run_spec(spec, tmp_path)
+    tree = open_run(store)
+    assert tree["sde"].attrs["conditions"] == ["temperature"]
+    np.testing.assert_array_equal(tree["truth"]["temperature"].values, [1200.0, 1600.0, 2000.0])
+    ev = tree["evaluation"]
+    per_start = ev["stationary_model_per_start"]
+    assert per_start.sizes["start"] == 3 and np.all(np.isfinite(per_start.values))
+    np.testing.assert_array_equal(ev["temperature"].values, [1200.0, 1600.0, 2000.0])
+    assert np.all(np.isfinite(ev["n_sigma2_m_at_stationary"].values))
+    # the rollouts ran every start at its own temperature: rebuild them from the stored model
+    from cgflow.engine.keys import stage_id
+    from cgflow.methods.partial.closure_stage import truth_states
+    from cgflow.methods.partial.stages import load_model
+
+    model = load_model(tree["sde"].to_dataset(), "method", 4)
+    with pytest.raises(ValueError, match="conditions"):
+        model.drift(np.zeros((1, 6)))
+    start = truth_states(tree, 4)[:, :, 0]  # (start, run, obs)
+    z0 = start[:, np.arange(8) % 4].reshape(24, 6)
+    temps = np.repeat([[1200.0], [1600.0], [2000.0]], 8, axis=0)
+    paths = model.rollout(z0, 0.5, 40, (5, stage_id("rollout"), 0, 0), save_every=10, conditions=temps)
+    np.testing.assert_array_equal(paths.reshape(3, 8, 5, 6).mean(axis=1),
+                                  tree["rollout"]["z_mean"].sel(variant="method", small_size=4).values)

@@ -179,6 +179,10 @@ PREDATOR_PREY_SCHEMA: dict[str, Any] = _predator_prey_schema()
 #: Species the stand-in barrier model knows (REFERENCE-002 §9).
 ALLOY_SPECIES = ("Nb", "Mo", "Ta")
 
+#: The default E_a (eV) of the alloy's Arrhenius-scaled clock: the mean KRA reference barrier E0 of the stand-in
+#: model (REFERENCE-002 §9: Nb 0.954, Mo 1.291, Ta 1.104 eV; .systems.AlloySystem.time_scale_at).
+ARRHENIUS_ENERGY = (0.954 + 1.291 + 1.104) / 3
+
 
 def _alloy_schema() -> dict[str, Any]:
     """The NbMoTa vacancy KMC's sections (REFERENCE-002 §1c, §2, §3, §9): one temperature per run, times in units
@@ -198,18 +202,28 @@ def _alloy_schema() -> dict[str, Any]:
         relax_jumps=Field("int", required=False, default=7, minimum=0,
                           doc="jumps per vacancy per seam-relaxation window of the upsampling (the authors' 7)"))
     truth = {k: v for k, v in SCHEMA["truth"].items() if k != "initial"}
-    truth.update(runs=Field("int", required=False, default=16, minimum=1, doc="direct large-lattice runs"),
+    truth.update(temperature=Field("floats", required=False, default=(), **_POS,
+                                   doc="temperatures of the direct runs, one start each (default: micro.temperature; "
+                                       "needs several micro.temperature values, may include untrained ones)"),
+                 runs=Field("int", required=False, default=16, minimum=1, doc="direct large-lattice runs"),
                  block=Field("int", required=False, default=4, minimum=1, doc="runs per task"),
                  t_end=Field("float", required=False, default=300.0, **_POS, doc="end time (micro.time_scale units)"),
                  save_every=Field("float", required=False, default=5.0, **_POS, doc="between saved SRO values"))
     roll = dict(SCHEMA["rollout"], dt=Field("float", required=False, default=0.5, **_POS, doc="Euler-Maruyama step"),
                 paths=Field("int", required=False, default=64, minimum=1, doc="rollout paths"))
-    sde = dict(SCHEMA["sde"], drift_estimator=Field("str", required=False, default="euler", choices=("euler",),
-                                                    doc="euler (the window runs cannot be observed inside)"),
+    sde = dict(SCHEMA["sde"], drift_estimator=Field("str", required=False, default="euler",
+                                                    choices=("euler", "richardson"),
+                                                    doc="euler (the authors'), or richardson from the same window runs "
+                                                        "observed at dt/4 and dt/2"),
                learning_rate=Field("float", required=False, default=1e-3, **_POS, doc="the authors' NB value"))
     micro = {
         "model": _MODEL,
-        "temperature": Field("float", **_POS, doc="T in kelvin"),
+        "temperature": Field("floats", **_POS, doc="T in kelvin; a list: the SDE is conditioned on T, trained on "
+                                                   "pairs at every one (blocks take them in turn)"),
+        "arrhenius_energy": Field("float", required=False, default=ARRHENIUS_ENERGY, **_POS,
+                                  doc="E_a (eV) of the Arrhenius-scaled clock of several temperatures: one unit is "
+                                      "time_scale exp(E_a/k_B (1/T - 1/T_0)) s, T_0 the first temperature (default: "
+                                      "the stand-in's mean KRA barrier E0)"),
         "cells": Field("int", required=False, default=16, minimum=2, doc="cells per side of the large lattice "
                                                                          "(16: 8192 sites)"),
         "species": Field("strs", required=False, default=ALLOY_SPECIES, doc="the equimolar species (Nb, Mo, Ta)"),
@@ -413,6 +427,16 @@ def _check_alloy(d: dict, problems: list) -> None:
                                                        f"lattice is not divisible into tiles), got {int(sizes[0])}"))
     if (d.get("closure", {}).get("latent") or 0) > 0:
         problems.append(("closure.latent", "the alloy's closure is its six SRO parameters (REFERENCE-002 §1c): use 0"))
+    temps, truth_t = micro.get("temperature") or (), d.get("truth", {}).get("temperature") or ()
+    if len(set(temps)) != len(temps):
+        problems.append(("micro.temperature", f"must not repeat a temperature, got {list(temps)}"))
+    if len(temps) == 1 and truth_t and tuple(truth_t) != tuple(temps):
+        problems.append(("truth.temperature", f"other temperatures need a temperature-conditioned SDE, i.e. several "
+                                              f"micro.temperature values (got one: {temps[0]:g})"))
+    blocks = part.get("pairs", 0) // part.get("block", 1) if part.get("pairs") and part.get("block") else None
+    if len(temps) > 1 and blocks is not None and blocks % len(temps):
+        problems.append(("partial.pairs", f"the {blocks} blocks of partial.block pairs must divide evenly among the "
+                                          f"{len(temps)} temperatures (blocks take them in turn)"))
     d["stages"] = tuple(s for s in d.get("stages", ()) if s != "closure")
 
 

@@ -45,8 +45,18 @@ Stages (store groups), in order:
     means against the large system, the bias self-check; for Curie–Weiss also
     the drift error and sigma^2 ratio against the exact laws.
 
+Conditioning inputs (a system with ``condition_names``, e.g. the NbMoTa alloy at
+several temperatures, REFERENCE §1c): block j of ``pairs`` runs at training
+condition j mod C and stores it per pair (``conditions``); ``sde`` fits one SDE of
+(z, condition) per (variant, L_s); the truth's starts carry their condition as a
+coordinate of the start dimension (e.g. ``temperature``), and ``rollout`` runs every
+start at its own condition (conditions never seen in training are allowed: the
+network interpolates); ``evaluation`` adds per-start stationary means, since the
+starts are then different laws.
+
 Time unit everywhere: attempts per spin (each spin attempts a flip at rate 1;
-not the authors' "sweep" time, REFERENCE §8.4).
+not the authors' "sweep" time, REFERENCE §8.4); the other systems name theirs
+(``time_unit`` in the store attrs).
 """
 
 from __future__ import annotations
@@ -191,6 +201,13 @@ class PairSweep:
         ds["source"] = (("small_size", "replica"), _lazy((S, n), (1, b), np.int8))
         ds["source"].attrs["description"] = f"0: upsampled small-system snapshot, 1: {self.system.random_state_text}"
         ds["tile"] = (("small_size", "replica"), _lazy((S, n), (1, b), np.int64))
+        names = self.system.condition_names
+        if names:
+            ds = ds.assign_coords(condition=np.array(names, dtype=object))
+            ds["conditions"] = (("small_size", "replica", "condition"), _lazy((S, n, len(names)), (1, b, len(names)),
+                                                                            np.float64))
+            ds["conditions"].attrs["description"] = ("the pair's conditioning inputs of the SDE (block j runs at training "
+                                                    "condition j mod C)")
         if self.keep_snapshots:
             shape = self.system.state_shape()
             for var, text in (("snapshot", "x_t: the large snapshot"),
@@ -207,7 +224,9 @@ class PairSweep:
     def compute_block(self, point: int, block: int) -> BlockOutput:
         Ls = self.small_sizes[point]
         rng = block_stream(self.seed, BlockKey(self.name, point, block))
-        system = self.system
+        names = self.system.condition_names
+        condition = block % len(self.system.training_conditions) if names else None
+        system = self.system if condition is None else self.system.at_condition(condition)
         B = self.block
         n_rand = int(round(self.random_fraction * B))
         n_up = B - n_rand
@@ -255,6 +274,8 @@ class PairSweep:
         if rec is not None:
             at = at / r
             arrays.update(increment_half=at[:, 1], increment_quarter=at[:, 0], z_half_small=pp.z_tile_at[:, 1])
+        if condition is not None:
+            arrays["conditions"] = np.tile(self.system.training_conditions[condition], (B, 1))
         if self.keep_snapshots:  # x with all r evolved tiles in place (each evolved alone; tiles do not overlap)
             after = x
             for tiles, evolved in placed:
@@ -461,6 +482,7 @@ class FitSDE:
         _single_thread()
         variant, Ls = part
         z0, z1, dt, noise = self.training_pairs(tree, variant, Ls)
+        conditions = pair_conditions(tree, Ls)
         key = (self.seed, stage_id(self.name), self.variants.index(variant), self.small_sizes.index(Ls))
         eps = self.epsilon_for(z1 - z0)
         model = SDEModel(**_model_kwargs(self.sigma, self.hidden, eps),
@@ -468,7 +490,7 @@ class FitSDE:
                          learning_rate=self.learning_rate,
                          epochs=self.epochs, batch_size=self.batch_size, random_state=key)
         start = time.process_time()
-        model.fit(z0, z1, dt)
+        model.fit(z0, z1, dt, **_with(conditions))
         seconds = time.process_time() - start
         state = model.state_dict()
         state.pop("format")
@@ -514,7 +536,8 @@ class FitSDE:
                          drift_estimator=self.drift_estimator,
                          noise_factor=self.RICHARDSON_NOISE if self.drift_estimator == "richardson" else 1.0,
                          state_format=STATE_FORMAT, n_sites=self.system.n_sites(), upstream=self.upstream,
-                         time_unit=self.system.time_unit, loss_sweep=[float(x) for x in self.sweep])
+                         time_unit=self.system.time_unit, loss_sweep=[float(x) for x in self.sweep],
+                         conditions=list(self.system.condition_names))
         return out
 
     def _grid_variables(self, out: xr.Dataset, res) -> None:
@@ -534,6 +557,28 @@ class FitSDE:
 
     def compute(self, tree: xr.DataTree) -> xr.Dataset:
         return self.combine(tree, {p: self.compute_part(tree, p) for p in self.parts()})
+
+
+def pair_conditions(tree: xr.DataTree, small_size: int) -> np.ndarray | None:
+    """(n, C) conditioning inputs of the pairs of L_s (a temperature-conditioned alloy), or None."""
+    pairs = tree["pairs"]
+    if "conditions" not in pairs.data_vars:
+        return None
+    return pairs["conditions"].sel(small_size=small_size).values
+
+
+def start_conditions(tree: xr.DataTree) -> np.ndarray | None:
+    """(start, C) conditioning inputs of the truth's starts (coordinates named like the SDE's conditions), or None."""
+    names = tree["sde"].attrs.get("conditions") or []
+    if not names:
+        return None
+    truth = tree["truth"]
+    return np.stack([np.asarray(truth[name].values, dtype=float) for name in names], axis=-1)
+
+
+def _with(conditions) -> dict:
+    """Keyword arguments of an SDEModel call: ``conditions=`` only for a conditioned model."""
+    return {} if conditions is None else {"conditions": conditions}
 
 
 def _tiles(tree: xr.DataTree, small_size: int) -> int:
@@ -603,14 +648,18 @@ class SDERollout:
         n_steps = save_every * (len(times) - 1)
         model = load_model(tree["sde"].to_dataset(), variant, Ls)
         z0 = start[:, np.arange(self.paths) % R].reshape(P * self.paths, d)  # the replicas' z(0), cycled
+        cond = start_conditions(tree)  # (P, C): a conditioned SDE runs each start at its own T
+        cond = None if cond is None else np.repeat(cond, self.paths, axis=0)
         key = (self.seed, stage_id(self.name), self.variants.index(variant), self.small_sizes.index(Ls))
-        paths = model.rollout(z0, self.dt, n_steps, key, save_every=save_every)  # (P paths, T, d)
+        paths = model.rollout(z0, self.dt, n_steps, key, save_every=save_every, **_with(cond))  # (P paths, T, d)
         paths = paths.reshape(P, self.paths, len(times), d)
-        late = paths[:, :, stationary_window(times)].mean(axis=2).reshape(-1, d)  # per-path time averages
+        per_path = paths[:, :, stationary_window(times)].mean(axis=2)  # (P, paths, d) per-path time averages
+        late = per_path.reshape(-1, d)
         scale = spread_scale(truth)
         return dict(mean=paths.mean(axis=1),
                     std=paths.std(axis=1, ddof=1) if self.paths > 1 else np.zeros_like(paths[:, 0]),
                     stationary=late.mean(axis=0), stationary_se=late.std(axis=0, ddof=1) / np.sqrt(len(late)),
+                    stationary_start=per_path.mean(axis=1), stationary_start_se=_standard_error(per_path, 1),
                     mmd2=self._mmd2(paths / scale, truth / scale), mmd2_raw=self._mmd2(paths, truth), scale=scale)
 
     def _mmd2(self, pred: np.ndarray, true: np.ndarray) -> np.ndarray:
@@ -649,11 +698,23 @@ class SDERollout:
         out["stationary_mean"].attrs["description"] = "mean of z over the second half of the runs, all paths and m0"
         out["stationary_se"] = (("variant", "small_size", "obs"), np.array([[r["stationary_se"] for r in row] for row in res]))
         out["stationary_se"].attrs["description"] = "standard error of stationary_mean (per-path time averages are independent)"
+        sdims = ("variant", "small_size", dim, "obs")
+        out["stationary_mean_per_start"] = (sdims, np.array([[r["stationary_start"] for r in row] for row in res]))
+        out["stationary_mean_per_start"].attrs["description"] = "stationary_mean of each start's paths"
+        out["stationary_se_per_start"] = (sdims, np.array([[r["stationary_start_se"] for r in row] for row in res]))
         out.attrs.update(paths=self.paths, dt=self.dt, upstream=self.upstream, time_unit=truth.attrs["time_unit"])
         return out
 
     def compute(self, tree: xr.DataTree) -> xr.Dataset:
         return self.combine(tree, {p: self.compute_part(tree, p) for p in self.parts()})
+
+
+def _standard_error(x: np.ndarray, axis: int) -> np.ndarray:
+    """s.d. / sqrt(n) of independent samples along ``axis`` (NaN for one sample)."""
+    n = x.shape[axis]
+    if n < 2:
+        return np.full(np.delete(x.shape, axis), np.nan)
+    return x.std(axis=axis, ddof=1) / np.sqrt(n)
 
 
 def start_coords(truth: xr.Dataset) -> tuple[str, dict]:
@@ -726,7 +787,7 @@ class Evaluation:
                                            (err.sum(axis=-1) / (true_mean**2).sum(axis=-1)).mean(axis=2))
         out["relative_error_per_state"].attrs["description"] = (
             "the same for each closure variable alone (state: the observables, then any learned latents)")
-        self._stationary(out, truth, roll)
+        self._stationary(out, truth, roll, dim)
         self._diffusion_at_stationary(out, sde, tree)
         if "drift_exact" in sde:  # written only for models with exact laws (SDEFit._grid_variables)
             self._exact_laws(out, sde)
@@ -754,10 +815,27 @@ class Evaluation:
             "second half of the save times")
 
     @staticmethod
-    def _stationary(out: xr.Dataset, truth: xr.Dataset, roll: xr.Dataset) -> None:
-        """Stationary means of the large-system runs and of the rollouts over the second half of the runs."""
-        late = truth["z"].values[:, :, stationary_window(truth["time"].values)].mean(axis=2)  # (start, replica, obs)
-        late = late.reshape(-1, late.shape[-1])
+    def _stationary(out: xr.Dataset, truth: xr.Dataset, roll: xr.Dataset, dim: str) -> None:
+        """Stationary means of the large-system runs and of the rollouts over the second half of the runs.
+
+        Over all starts together (``stationary_*``) and per start (``*_per_start``: the
+        starts of a conditioned SDE are different temperatures, so only these compare).
+        """
+        per_run = truth["z"].values[:, :, stationary_window(truth["time"].values)].mean(axis=2)  # (start, run, obs)
+        if "stationary_mean_per_start" in roll:
+            obs = ("obs", truth["obs"].values)
+            out["stationary_truth_per_start"] = ((dim, "obs"), per_run.mean(axis=1))
+            out["stationary_truth_per_start_se"] = ((dim, "obs"), _standard_error(per_run, 1))
+            out["stationary_truth_per_start"].attrs["description"] = "large-system z over t >= t_end/2, per start"
+            model = roll["stationary_mean_per_start"].sel(obs=obs[1])
+            model_se = roll["stationary_se_per_start"].sel(obs=obs[1])
+            out["stationary_model_per_start"] = model
+            out["stationary_model_per_start_se"] = model_se
+            se = np.sqrt(model_se**2 + out["stationary_truth_per_start_se"] ** 2)
+            out["stationary_z_score_per_start"] = (model - out["stationary_truth_per_start"]) / se
+            out["stationary_difference_per_start"] = model - out["stationary_truth_per_start"]
+            out["stationary_difference_per_start"].attrs["description"] = "model - truth stationary z, per start"
+        late = per_run.reshape(-1, per_run.shape[-1])
         out["stationary_truth"] = ("obs", late.mean(axis=0))
         out["stationary_truth_se"] = ("obs", late.std(axis=0, ddof=1) / np.sqrt(len(late)))
         out["stationary_truth"].attrs["description"] = "large-system z averaged over t >= t_end/2, all runs and starts"
@@ -780,10 +858,15 @@ class Evaluation:
         N = _n_sites(sde)
         late = stationary_window(tree["truth"]["time"].values)
         vals = np.empty((sde.sizes["variant"], sde.sizes["small_size"]))
+        cond = start_conditions(tree)
         for j, s in enumerate(sde["small_size"].values):
-            z = truth_states(tree, int(s))[:, :, late].reshape(-1, len(sde["obs"])).mean(axis=0)[None, :]
+            states = truth_states(tree, int(s))[:, :, late]  # (start, run, time, d)
+            if cond is None:  # one law: at the stationary z of all starts together
+                z, kw = states.reshape(-1, states.shape[-1]).mean(axis=0)[None, :], {}
+            else:  # one law per condition: at each start's stationary z and condition, then averaged
+                z, kw = states.mean(axis=(1, 2)), {"conditions": cond}
             for i, v in enumerate(sde["variant"].values):
-                vals[i, j] = N * load_model(sde, str(v), int(s)).diffusion(z)[0, 0, 0]
+                vals[i, j] = N * load_model(sde, str(v), int(s)).diffusion(z, **kw)[:, 0, 0].mean()
         out["n_sigma2_m_at_stationary"] = (("variant", "small_size"), vals)
         out["n_sigma2_m_at_stationary"].attrs["description"] = (
             "N x learned variance rate of m at the truth's stationary z (N = L**2, the large system)")
@@ -833,7 +916,8 @@ class Evaluation:
                 w[j] = self.system.drift_exact(z0[j])
             else:
                 state = closure_pairs(tree, int(Ls))["z0"]  # the model's input: observables (+ latents)
-                w[j] = load_model(sde, "method", int(Ls)).drift(state)[:, : z0.shape[-1]]
+                model = load_model(sde, "method", int(Ls))
+                w[j] = model.drift(state, **_with(pair_conditions(tree, int(Ls))))[:, : z0.shape[-1]]
         x, y = full_inc * w, half_inc * w  # (small_size, replica, obs)
         ratio, rel = _ratio_and_relative_se(x, 2.0 * y)
         dims = ("small_size", "obs")

@@ -21,13 +21,14 @@ tiles of the large grid, whatever n_s is, REFERENCE §2).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ...micro import glauber
 from ...micro import predator_prey as pp
+from .schema import ARRHENIUS_ENERGY
 from .upsampling import hierarchical_upsample
 
 __all__ = ["PredatorPreySystem", "SpinSystem", "SYSTEMS", "system_from_spec"]
@@ -71,6 +72,7 @@ class SpinSystem:
     state_dims: ClassVar[tuple[str, ...]] = ("row", "col")
     state_dtype: ClassVar[type] = np.int8
     start_dim: ClassVar[str] = "m0"
+    condition_names: ClassVar[tuple] = ()  # no conditioning inputs (see AlloySystem)
     time_unit: ClassVar[str] = SPIN_TIME_UNIT
     #: ``partial.random_fraction``'s random large states: m0 ~ U(-1, 1) shuffles (the authors', §3).
     random_state_text: ClassVar[str] = "random large configuration (m0 ~ U(-1, 1))"
@@ -240,6 +242,7 @@ class PredatorPreySystem:
     state_dims: ClassVar[tuple[str, ...]] = ("species", "cell")
     state_dtype: ClassVar[type] = np.float64
     start_dim: ClassVar[str] = "start"
+    condition_names: ClassVar[tuple] = ()
     observable_names: ClassVar[tuple] = ("u", "v")
     exact_laws: ClassVar[bool] = False
     boundary: ClassVar[str] = "frozen"  # ghost cells from the frozen neighbours (REFERENCE §2)
@@ -371,6 +374,8 @@ class ScaledTimePatchModel:
         return self.model.tile_observables(snapshots, tile_size, boundary)
 
     def evolve_tiles(self, snapshots, tile_size, tiles, n_events, boundary, rng, duration=None, **kw):
+        if kw.get("record_times") is not None:
+            kw["record_times"] = [t * self.scale for t in kw["record_times"]]
         out = self.model.evolve_tiles(snapshots, tile_size, tiles, n_events, boundary, rng,
                                       duration=None if duration is None else duration * self.scale, **kw)
         return out[:3] + (out[3] / self.scale,) + tuple(out[4:])
@@ -386,8 +391,22 @@ class AlloySystem:
     """Vacancy-exchange KMC of equimolar NbMoTa on a periodic BCC lattice (REFERENCE-002 §1c, §2, §3, §9).
 
     The barriers are the **stand-in** pair-interaction + KRA model of REFERENCE-002 §9
-    (:mod:`cgflow.micro.bcc_alloy`), not the authors' neural barrier model. One
-    temperature per run (the temperature-conditioned SDE is not built yet).
+    (:mod:`cgflow.micro.bcc_alloy`), not the authors' neural barrier model.
+
+    **Several temperatures** (``micro.temperature`` a list, REFERENCE-002 §1c: the
+    authors' SDE is conditioned on T): the system is *conditioned* -- its
+    ``condition_names`` are ``("temperature",)``, block j of the pairs runs at the
+    training temperature ``temperatures[j % C]`` (:meth:`at_condition`), the learned
+    SDE takes T as an input that does not evolve, and the test runs (one start per
+    ``truth_temperatures`` entry, which may include temperatures not trained on) give
+    each rollout its T. The clock is *Arrhenius-scaled*: one unit is
+    ``time_scale_at(T) = time_scale exp(E_a/k_B (1/T - 1/T_0))`` seconds, T_0 the first
+    training temperature and E_a ``arrhenius_energy`` (default: the mean KRA reference
+    barrier of the stand-in model, 1.116 eV). A unit is then about the same number of
+    vacancy jumps at every T (124 at 2000 K with 1e-9 s), so one network sees drifts of
+    one magnitude instead of rates that differ by exp(E_a/k_B T) (a factor ~650 between
+    3000 and 1200 K); the store records the seconds per unit of every temperature.
+    With one temperature the scale factor is exactly 1 and nothing is conditioned.
 
     Parameters
     ----------
@@ -410,6 +429,13 @@ class AlloySystem:
     snapshots_per_run : int
         ``partial.snapshots_per_run``: the upsampling draws the blocks of a large state
         from small snapshots taken at the same time.
+    temperatures : tuple of float
+        Training temperatures of a temperature-conditioned SDE (``()``: ``temperature``
+        alone, unconditioned).
+    truth_temperatures : tuple of float
+        Temperatures of the large-system test runs (``()``: the training ones).
+    arrhenius_energy : float
+        E_a (eV) of the Arrhenius-scaled clock (:meth:`time_scale_at`).
     """
 
     temperature: float
@@ -420,7 +446,9 @@ class AlloySystem:
     time_scale: float = 1e-9
     small_cells: int = 8
     snapshots_per_run: int = 16
-    starts: tuple = (0,)
+    temperatures: tuple = ()
+    truth_temperatures: tuple = ()
+    arrhenius_energy: float = ARRHENIUS_ENERGY
 
     state_dims: ClassVar[tuple[str, ...]] = ("site",)
     state_dtype: ClassVar[type] = np.int8
@@ -433,9 +461,52 @@ class AlloySystem:
     def from_spec(cls, spec) -> "AlloySystem":
         m = spec["micro"]
         p = spec["partial"]
-        return cls(temperature=m["temperature"], cells=m["cells"], lam=m["barrier"]["lambda"],
+        temps = tuple(float(t) for t in m["temperature"])
+        truth = tuple(float(t) for t in spec["truth"].get("temperature") or ())
+        conditioned = len(temps) > 1  # the schema allows truth.temperature only then
+        return cls(temperature=temps[0], cells=m["cells"], lam=m["barrier"]["lambda"],
                    small_vacancies=m["vacancies"], relax_jumps=p["relax_jumps"], time_scale=m["time_scale"],
-                   small_cells=int(p["small_size"][0]), snapshots_per_run=p["snapshots_per_run"])
+                   small_cells=int(p["small_size"][0]), snapshots_per_run=p["snapshots_per_run"],
+                   temperatures=temps if conditioned else (), truth_temperatures=truth if conditioned else (),
+                   arrhenius_energy=m["arrhenius_energy"])
+
+    # ------------------------------------------------------------------ temperature conditioning
+    @property
+    def condition_names(self) -> tuple:
+        """``("temperature",)`` for a temperature-conditioned SDE, else ``()``."""
+        return ("temperature",) if self.temperatures else ()
+
+    @property
+    def training_conditions(self) -> np.ndarray:
+        """(C, 1) training temperatures (block j of the pairs runs at row j % C)."""
+        return np.array(self.temperatures, dtype=float).reshape(-1, 1)
+
+    @property
+    def test_temperatures(self) -> tuple:
+        """Temperatures of the large-system test runs, one start each."""
+        return self.truth_temperatures or self.temperatures or (self.temperature,)
+
+    def time_scale_at(self, temperature: float) -> float:
+        """Seconds per unit of the stages' clock at T: time_scale exp(E_a/k_B (1/T - 1/T_0)), T_0 = temperature."""
+        from ...micro import bcc_alloy as ba
+
+        if temperature == self.temperature:
+            return self.time_scale
+        return self.time_scale * math.exp(self.arrhenius_energy / ba.KB * (1.0 / temperature - 1.0 / self.temperature))
+
+    def at_temperature(self, temperature: float) -> "AlloySystem":
+        """The unconditioned system at one temperature, on the Arrhenius-scaled clock of this one."""
+        return replace(self, temperature=float(temperature), time_scale=self.time_scale_at(float(temperature)),
+                       temperatures=(), truth_temperatures=())
+
+    def at_condition(self, index: int) -> "AlloySystem":
+        """The system of training condition ``index`` (:attr:`training_conditions`)."""
+        return self.at_temperature(self.temperatures[index])
+
+    @property
+    def starts(self) -> tuple:
+        """One test start per test temperature (a conditioned system), else the single random start."""
+        return self.test_temperatures if self.temperatures else (0,)
 
     @property
     def observable_names(self) -> tuple:
@@ -445,6 +516,9 @@ class AlloySystem:
 
     @property
     def time_unit(self) -> str:
+        if self.temperatures:
+            return f"{self.time_scale:g} s at {self.temperature:g} K, Arrhenius-scaled at other T (attrs 'clock') " \
+                   "(nu0 = 1e13/s)"
         return f"{self.time_scale:g} s (nu0 = 1e13/s)"
 
     def params(self, cells: int | None = None):
@@ -476,11 +550,17 @@ class AlloySystem:
     def n_tiles(self, small_size: int) -> int:
         return (self.cells // int(small_size)) ** 3
 
-    def record_times(self, duration: float) -> None:
-        return None  # the window runs cannot be observed inside (BccAlloyPatchModel)
+    def record_times(self, duration: float) -> list[float]:
+        """dt/4 and dt/2 of every window run (stage units): the Richardson drift and the pair-duration check."""
+        return [duration / 4.0, duration / 2.0]
 
     def attrs(self) -> dict:
-        return dict(model="bcc_alloy", temperature=self.temperature, cells=self.cells, large_size=self.cells,
+        cond = {} if not self.temperatures else dict(
+            training_temperatures=list(self.temperatures), arrhenius_energy_ev=self.arrhenius_energy,
+            time_scale_seconds_at=[self.time_scale_at(t) for t in sorted(set(self.temperatures + self.starts))],
+            time_scale_temperatures=sorted(set(self.temperatures + self.starts)),
+            clock=f"Arrhenius-scaled: one unit = time_scale_seconds exp(E_a/k_B (1/T - 1/{self.temperature:g} K)) s")
+        return dict(model="bcc_alloy", temperature=self.temperature, cells=self.cells, large_size=self.cells, **cond,
                     n_sites=self.n_sites(), barrier_lambda=self.lam, time_scale_seconds=self.time_scale,
                     barrier_model="stand-in pair interactions + KRA barriers of REFERENCE-002 §9 (not the authors' "
                                   "neural barrier model)", time_unit=self.time_unit)
@@ -492,7 +572,10 @@ class AlloySystem:
                     tile_runs="one vacancy's 16^3-voxel window, real surroundings frozen, the vacancy free to leave")
 
     def start_coords(self) -> dict:
-        return {self.start_dim: np.arange(len(self.starts))}
+        coords = {self.start_dim: np.arange(len(self.starts))}
+        if self.temperatures:
+            coords["temperature"] = (self.start_dim, np.array(self.starts, dtype=float))
+        return coords
 
     # ------------------------------------------------------------------ runs
     def small_snapshots(self, n_runs: int, per_run: int, interval: float, small_size: int, rng) -> np.ndarray:
@@ -548,8 +631,9 @@ class AlloySystem:
 
         if keep_states:
             raise ValueError("the alloy has no learned closures: its test runs keep no states")
-        t = np.asarray(times, dtype=float) * self.time_scale
-        z = np.stack([ba.sro_trajectory(self.params(), self.large_vacancies, t, rng)[0] for _ in range(n)])
+        system = self.at_temperature(self.starts[start]) if self.temperatures else self
+        t = np.asarray(times, dtype=float) * system.time_scale
+        z = np.stack([ba.sro_trajectory(system.params(), self.large_vacancies, t, rng)[0] for _ in range(n)])
         return z, None
 
     def test_run_text(self) -> str:
