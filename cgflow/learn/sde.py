@@ -94,6 +94,11 @@ WHITEN_CONDITION = 100.0
 #: Eigenvalues of the correlation matrix are floored at this fraction of the largest before R^(1/2) is formed.
 WHITEN_FLOOR = 1e-12
 
+#: Eigenvalues below this fraction of the largest are exact linear constraints among the state variables (the six
+#: SRO parameters of a ternary alloy obey one per species, fixed by the composition): the whitened networks do not
+#: see those directions and the SDE never moves the state along them (R^(1/2) and its pseudo-inverse are zero there).
+CONSTRAINT_FLOOR = 1e-10
+
 #: Accepted values of ``standardize``.
 STANDARDIZE = ("auto", True, "whiten", False)
 
@@ -176,23 +181,32 @@ def _as_dt(dt, n, name="dt"):
 
 
 def _inverse(M):
-    """M^-1 by one fixed NumPy computation (fit and load give bitwise the same matrix)."""
-    return np.linalg.inv(np.asarray(M, dtype=np.float64))
+    """M^-1 (the pseudo-inverse if M is singular: constraint directions) by one fixed NumPy computation (fit and
+    load give bitwise the same matrix)."""
+    M = np.asarray(M, dtype=np.float64)
+    if np.linalg.matrix_rank(M, hermitian=True) < M.shape[0]:
+        return np.linalg.pinv(M, hermitian=True)
+    return np.linalg.inv(M)
 
 
 def _correlation_sqrt(z0, shift, scale, force):
     """R^(1/2) of the correlation matrix R of the training z0 (symmetric square root), or None.
 
     None unless ``force`` or cond(R) > ``WHITEN_CONDITION``. Eigenvalues are floored at
-    ``WHITEN_FLOOR`` x the largest (an exactly degenerate variable would otherwise make R^(-1/2) infinite).
+    ``WHITEN_FLOOR`` x the largest (a nearly degenerate variable would otherwise make R^(-1/2) infinite);
+    directions with eigenvalues below ``CONSTRAINT_FLOOR`` x the largest are exact linear constraints of the
+    data and get a zero (R^(1/2) is then singular, :func:`_inverse` its pseudo-inverse): amplified by
+    R^(-1/2) their rounding noise would be O(1) network inputs, and a drift feeding back along them grows
+    without bound (measured: the alloy's six SRO, a conditioned fit whose deterministic flow reached 1e26).
     """
     u = (z0 - shift) / scale
     R = (u.T @ u) / len(u)
     w, V = np.linalg.eigh(R)
+    constraint = w < CONSTRAINT_FLOOR * w[-1]
     w = np.maximum(w, WHITEN_FLOOR * w[-1])
     if not force and w[-1] / w[0] <= WHITEN_CONDITION:
         return None
-    return (V * np.sqrt(w)) @ V.T
+    return (V * np.where(constraint, 0.0, np.sqrt(w))) @ V.T
 
 
 # ----------------------------------------------------------------------------- pure functions (jax)
@@ -341,7 +355,12 @@ def _rollout_impl(params, z, key, dt, norm, bounds, cond=None, *, kind, n_dim, n
         lo, hi = bounds
         u = _to_net(z, norm)
         outside = jnp.any((u < lo) | (u > hi), axis=1, keepdims=True)
-        return jnp.where(outside, _from_net(jnp.clip(u, lo, hi), norm), z)
+        if norm[2] is None:
+            return jnp.where(outside, _from_net(jnp.clip(u, lo, hi), norm), z)
+        # whitened: move z by the clipping's displacement, so that a component along an exact constraint
+        # (invisible to z', see _correlation_sqrt) is kept rather than reset to the training mean's
+        shift, scale, M, _ = norm
+        return jnp.where(outside, z + scale * ((jnp.clip(u, lo, hi) - u) @ M.T), z)
 
     def step(z, kk):
         xi = jax.random.normal(kk, z.shape, z.dtype)

@@ -456,3 +456,33 @@ def test_confined_rollout_stays_in_the_training_box_and_is_unchanged_inside():
         bad = dict(ou)
         bad.pop("upper")
         SDEModel((4,), sigma="cholesky", sigma_hidden_layer_sizes=(1,)).load_state_dict(bad)
+
+
+def test_an_exact_linear_constraint_is_invisible_to_the_networks_and_conserved_by_rollouts():
+    """States obeying z_1 + z_2 + z_3 = 1 exactly (as the alloy's SRO parameters obey their composition sums):
+    R^(1/2) is singular (in standardised coordinates, along scale), the networks never see that direction (a state
+    shifted along it gives the same drift), and the SDE never moves the sum: rollouts keep the sum to rounding, also from a state whose sum
+    differs from the training one, and stay bounded (before, the direction's rounding noise was amplified ~1e6 and a
+    fitted alloy flow grew to 1e26)."""
+    rng = np.random.default_rng(3)
+    n = 4000
+    x, y = rng.normal(size=(2, n)) * 0.2
+    z0 = np.stack([x, y, 1.0 - x - y], axis=1)
+    step = -0.5 * (z0 - z0.mean(axis=0)) * 0.1 + 0.05 * rng.normal(size=(n, 3)) * np.sqrt(0.1)
+    step -= step.mean(axis=1, keepdims=True)  # the increments keep the sum
+    m = SDEModel((16, 16), epochs=20, batch_size=256, learning_rate=1e-2, random_state=1).fit(z0, z0 + step, 0.1)
+    M = m.decorrelation_
+    assert M is not None and np.linalg.matrix_rank(M, hermitian=True) == 2
+    ones = np.ones(3) / np.sqrt(3.0)
+    np.testing.assert_allclose(M @ m.scale_, 0.0, atol=1e-12)  # sum z = sum (shift + scale u): null along scale
+    # the input direction the networks cannot see: u = (z - shift) / scale along M's null vector scale, z along scale**2
+    shifted = z0[:5] + 0.01 * m.scale_**2
+    np.testing.assert_allclose(m.drift(shifted), m.drift(z0[:5]), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.abs(m.drift(z0[:50]) @ ones), 0.0, atol=1e-12)
+    start = np.concatenate([z0[:20], z0[:20] + 0.01 * ones])  # the second half off the training sum
+    paths = m.rollout(start, 0.1, 400, key=7, save_every=100)
+    sums = paths.sum(axis=2)
+    np.testing.assert_allclose(sums, sums[:, :1].repeat(sums.shape[1], axis=1), rtol=0, atol=1e-9)
+    assert np.all(np.abs(paths - paths[:, :1]) < 5.0)
+    again = SDEModel((16, 16), epochs=20, batch_size=256, learning_rate=1e-2).load_state_dict(m.state_dict())
+    assert again.rollout(start, 0.1, 400, key=7, save_every=100).tobytes() == paths.tobytes()

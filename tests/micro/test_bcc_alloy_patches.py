@@ -411,3 +411,24 @@ def test_record_at_half_duration_carries_half_the_drift():
 
     assert z(0.5).max() < 4, z(0.5)
     assert z(1.0).max() > 4, z(1.0)  # the data resolve the drift of the second half
+
+
+def test_dressing_keeps_composition_and_one_vacancy_per_block():
+    """dress_vacancies: every vacancy jumps inside its own block (frozen-boundary windows aligned with the blocks),
+    so the species counts and the one-vacancy-per-block layout of an upsampled state survive; 0 jumps is a no-op."""
+    from cgflow.micro.bcc_alloy_patches import dress_vacancies, upsample
+
+    rng = np.random.default_rng(12)
+    params = ba.BccAlloyParams(2000.0, 8, 0.5)
+    small = ba.random_configuration(4, 1, rng, n_configs=6)
+    big = upsample(small, 2, rng, n_configs=3, params=params)
+    before = big.copy()
+    assert dress_vacancies(big.copy(), params, 4, 0, rng).tobytes() == before.tobytes()
+    dressed = dress_vacancies(big, params, 4, 64, rng)
+    assert not np.array_equal(dressed, before)
+    for x, y in zip(dressed, before):
+        np.testing.assert_array_equal(np.bincount(x, minlength=4), np.bincount(y, minlength=4))
+    tab = ba.lattice_tables(8)
+    for x in dressed:
+        blocks = tab.voxels[np.flatnonzero(x == 0)] // 8  # block index per axis (blocks of 4 cells = 8 voxels)
+        assert len({tuple(b) for b in blocks}) == 8  # still one vacancy in each of the K = 8 blocks

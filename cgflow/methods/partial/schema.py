@@ -42,7 +42,8 @@ _MODEL = Field("str", choices=MODELS, doc="the system: spins (mean field or the 
 SCHEMA: dict[str, Any] = {
     "micro": {
         "model": _MODEL,
-        "temperature": Field("float", **_POS, doc="T (J = k_B = 1)"),
+        "temperature": Field("floats", **_POS, doc="T (J = k_B = 1); a list: the SDE is conditioned on T, trained on "
+                                                   "pairs at every one (blocks take them in turn)"),
         "field": Field("float", doc="external field h"),
         "size": Field("int", minimum=2, doc="L of the large system, N = L**2"),
     },
@@ -101,13 +102,17 @@ SCHEMA: dict[str, Any] = {
                              "variance of the training pairs, per fit) or a number >= 0 (keep it below that variance)"),
         "hidden": Field("floats", required=False, default=(64.0, 64.0, 64.0), doc="hidden layer sizes"),
         "grid": Field("int", required=False, default=101, minimum=3, doc="points of the m grid in [-1, 1] for drift/diffusion"),
-        "drift_estimator": Field("str", required=False, default="richardson", choices=("richardson", "euler"),
+        "drift_estimator": Field("str", required=False, default="richardson", choices=("richardson", "euler", "late_half"),
                                  doc="richardson: fit 4 Delta(dt/2) - Delta(dt) of the same run (bias O(dt**2), 5x noise, "
-                                     "loss uses 5 lambda); euler: Delta(dt) as one Euler step (the authors'; bias O(dt))"),
+                                     "loss uses 5 lambda); euler: Delta(dt) as one Euler step (the authors'; bias O(dt)); "
+                                     "late_half: 2 (Delta(dt) - Delta(dt/2)) (blind to a first-jumps offset, 2x noise)"),
     },
     "truth": {
         "initial": Field("floats", required=False, default=(0.0, 0.25, -0.25, 0.5, -0.5), minimum=-1, maximum=1,
                          doc="initial magnetisations m0 of the test runs (random shuffles with int((1 + m0) N/2) up spins)"),
+        "temperature": Field("floats", required=False, default=(), **_POS,
+                             doc="temperatures of the test runs, every m0 at each (default: micro.temperature; needs "
+                                 "several micro.temperature values, may include untrained ones)"),
         "runs": Field("int", required=False, default=20, minimum=1, doc="large-system runs per m0"),
         "block": Field("int", required=False, default=10, minimum=1, doc="runs per task (divides truth.runs)"),
         "t_end": Field("float", required=False, default=20.0, **_POS, doc="end time (attempts per spin)"),
@@ -146,9 +151,9 @@ def _predator_prey_schema() -> dict[str, Any]:
         t_end=Field("float", required=False, default=30.0, **_POS, doc="end time (3000 steps of dt = 0.01)"),
         save_every=Field("float", required=False, default=0.1, **_POS, doc="time between saved states"))
     sde = dict(SCHEMA["sde"], drift_estimator=Field(
-        "str", required=False, default="euler", choices=("richardson", "euler"),
-        doc="euler (default: the authors' one-step pairs); richardson needs partial.pair_duration a multiple of "
-            "4 micro.dt"), learning_rate=Field("float", required=False, default=1e-3, **_POS, doc="the authors' PP value"))
+        "str", required=False, default="euler", choices=("richardson", "euler", "late_half"),
+        doc="euler (default: the authors' one-step pairs); richardson and late_half need partial.pair_duration a "
+            "multiple of 4 micro.dt"), learning_rate=Field("float", required=False, default=1e-3, **_POS, doc="the authors' PP value"))
     roll = dict(SCHEMA["rollout"], dt=Field("float", required=False, default=0.01, **_POS,
                                             doc="Euler-Maruyama step of the learned SDE (divides truth.save_every)"),
                 paths=Field("int", required=False, default=50, minimum=1, doc="rollout paths per start (the authors' 50)"))
@@ -200,7 +205,11 @@ def _alloy_schema() -> dict[str, Any]:
                               doc="share of pairs from random large configurations (authors: 0)"),
         tiles_per_pair=Field("strnum", required=False, default="1", doc="windows evolved and averaged per pair"),
         relax_jumps=Field("int", required=False, default=7, minimum=0,
-                          doc="jumps per vacancy per seam-relaxation window of the upsampling (the authors' 7)"))
+                          doc="jumps per vacancy per seam-relaxation window of the upsampling (the authors' 7)"),
+        dress_jumps=Field("int", required=False, default=64, minimum=0,
+                          doc="jumps of every placed vacancy inside its block before the window runs (its "
+                              "neighbourhood settles; 0: the authors' fresh placement; check: evaluation "
+                              "dt_halving_ratio)"))
     truth = {k: v for k, v in SCHEMA["truth"].items() if k != "initial"}
     truth.update(temperature=Field("floats", required=False, default=(), **_POS,
                                    doc="temperatures of the direct runs, one start each (default: micro.temperature; "
@@ -212,9 +221,10 @@ def _alloy_schema() -> dict[str, Any]:
     roll = dict(SCHEMA["rollout"], dt=Field("float", required=False, default=0.5, **_POS, doc="Euler-Maruyama step"),
                 paths=Field("int", required=False, default=64, minimum=1, doc="rollout paths"))
     sde = dict(SCHEMA["sde"], drift_estimator=Field("str", required=False, default="euler",
-                                                    choices=("euler", "richardson"),
-                                                    doc="euler (the authors'), or richardson from the same window runs "
-                                                        "observed at dt/4 and dt/2"),
+                                                    choices=("euler", "richardson", "late_half"),
+                                                    doc="euler (the authors'); richardson or late_half (2 (Delta(dt) "
+                                                        "- Delta(dt/2)): drops the vacancy's first-jump transient) "
+                                                        "from the same window runs observed at dt/4 and dt/2"),
                learning_rate=Field("float", required=False, default=1e-3, **_POS, doc="the authors' NB value"))
     micro = {
         "model": _MODEL,
@@ -354,8 +364,9 @@ def _check_predator_prey(d: dict, problems: list) -> None:
                        ("truth.save_every", truth.get("save_every"))):
         if value is not None and _steps(value, dt) is None:
             problems.append((key, f"must be a whole number >= 1 of micro.dt = {dt:g} steps, got {value:g}"))
-    if sde.get("drift_estimator") == "richardson" and _steps(part["pair_duration"] / 4, dt) is None:
-        problems.append(("sde.drift_estimator", f"richardson observes each tile run at a quarter and a half of it: "
+    estimator = sde.get("drift_estimator")
+    if estimator in ("richardson", "late_half") and _steps(part["pair_duration"] / 4, dt) is None:
+        problems.append(("sde.drift_estimator", f"{estimator} observes each tile run at a quarter and a half of it: "
                                                 f"partial.pair_duration = {part['pair_duration']:g} must be a multiple "
                                                 f"of 4 micro.dt = {4 * dt:g}; use euler (the authors' one-step pairs)"))
     try:
@@ -368,7 +379,8 @@ def _check_predator_prey(d: dict, problems: list) -> None:
 
 
 def _check_spins(d: dict, problems: list) -> None:
-    """L_s against L, the upsampling windows and learned closures."""
+    """L_s against L, the upsampling windows, learned closures and several temperatures."""
+    _check_temperatures(d, problems)
     micro, part, ups = d.get("micro", {}), d.get("partial", {}), d.get("upsampling", {})
     L = micro.get("size")
     if part.get("large_size") is not None and L is not None and part["large_size"] != L:
@@ -403,6 +415,25 @@ def _check_spins(d: dict, problems: list) -> None:
     _check_closure(d, problems)
 
 
+def _check_temperatures(d: dict, problems: list) -> None:
+    """Several ``micro.temperature`` values (a temperature-conditioned SDE): distinct, the pair blocks shared evenly;
+    ``truth.temperature`` only then."""
+    micro, part = d.get("micro", {}), d.get("partial", {})
+    temps, truth_t = micro.get("temperature") or (), d.get("truth", {}).get("temperature") or ()
+    if len(set(temps)) != len(temps):
+        problems.append(("micro.temperature", f"must not repeat a temperature, got {list(temps)}"))
+    if len(temps) == 1 and truth_t and tuple(truth_t) != tuple(temps):
+        problems.append(("truth.temperature", f"other temperatures need a temperature-conditioned SDE, i.e. several "
+                                              f"micro.temperature values (got one: {temps[0]:g})"))
+    blocks = part.get("pairs", 0) // part.get("block", 1) if part.get("pairs") and part.get("block") else None
+    if len(temps) > 1 and blocks is not None and blocks % len(temps):
+        problems.append(("partial.pairs", f"the {blocks} blocks of partial.block pairs must divide evenly among the "
+                                          f"{len(temps)} temperatures (blocks take them in turn)"))
+    if len(temps) > 1 and (d.get("closure", {}).get("latent") or 0) > 0:
+        problems.append(("closure.latent", "learned closures are not built for a temperature-conditioned SDE: use 0 "
+                                           "or one micro.temperature"))
+
+
 def _check_alloy(d: dict, problems: list) -> None:
     """Species, vacancies, one small size that tiles the lattice; no learned closures."""
     micro, part = d.get("micro", {}), d.get("partial", {})
@@ -427,16 +458,7 @@ def _check_alloy(d: dict, problems: list) -> None:
                                                        f"lattice is not divisible into tiles), got {int(sizes[0])}"))
     if (d.get("closure", {}).get("latent") or 0) > 0:
         problems.append(("closure.latent", "the alloy's closure is its six SRO parameters (REFERENCE-002 §1c): use 0"))
-    temps, truth_t = micro.get("temperature") or (), d.get("truth", {}).get("temperature") or ()
-    if len(set(temps)) != len(temps):
-        problems.append(("micro.temperature", f"must not repeat a temperature, got {list(temps)}"))
-    if len(temps) == 1 and truth_t and tuple(truth_t) != tuple(temps):
-        problems.append(("truth.temperature", f"other temperatures need a temperature-conditioned SDE, i.e. several "
-                                              f"micro.temperature values (got one: {temps[0]:g})"))
-    blocks = part.get("pairs", 0) // part.get("block", 1) if part.get("pairs") and part.get("block") else None
-    if len(temps) > 1 and blocks is not None and blocks % len(temps):
-        problems.append(("partial.pairs", f"the {blocks} blocks of partial.block pairs must divide evenly among the "
-                                          f"{len(temps)} temperatures (blocks take them in turn)"))
+    _check_temperatures(d, problems)
     d["stages"] = tuple(s for s in d.get("stages", ()) if s != "closure")
 
 

@@ -57,6 +57,14 @@ class SpinSystem:
         Upsampling relaxation windows (:func:`~.upsampling.hierarchical_upsample`).
     starts : tuple of float
         Initial magnetisations m0 of the large-system test runs.
+    temperatures : tuple of float
+        Training temperatures of a temperature-conditioned SDE (``()``: ``temperature``
+        alone, unconditioned): block j of the pairs runs at ``temperatures[j % C]``, the
+        SDE takes T as an input, and the test runs start from every m0 at every
+        ``truth_temperatures`` entry (start dimension ``start`` with coordinates ``m0``
+        and ``temperature``). Time stays in attempts per spin at every T.
+    truth_temperatures : tuple of float
+        Temperatures of the test runs (``()``: the training ones).
     """
 
     model: str
@@ -68,11 +76,11 @@ class SpinSystem:
     stride: int = 8
     window_time: float = 1.0
     starts: tuple = (0.0, 0.25, -0.25, 0.5, -0.5)
+    temperatures: tuple = ()
+    truth_temperatures: tuple = ()
 
     state_dims: ClassVar[tuple[str, ...]] = ("row", "col")
     state_dtype: ClassVar[type] = np.int8
-    start_dim: ClassVar[str] = "m0"
-    condition_names: ClassVar[tuple] = ()  # no conditioning inputs (see AlloySystem)
     time_unit: ClassVar[str] = SPIN_TIME_UNIT
     #: ``partial.random_fraction``'s random large states: m0 ~ U(-1, 1) shuffles (the authors', §3).
     random_state_text: ClassVar[str] = "random large configuration (m0 ~ U(-1, 1))"
@@ -80,9 +88,41 @@ class SpinSystem:
     @classmethod
     def from_spec(cls, spec) -> "SpinSystem":
         m, u = spec["micro"], spec["upsampling"]
-        return cls(model=m["model"], temperature=m["temperature"], field=m["field"], size=m["size"],
+        temps = tuple(float(t) for t in m["temperature"])
+        truth = tuple(float(t) for t in spec["truth"].get("temperature") or ())
+        conditioned = len(temps) > 1  # the schema allows truth.temperature only then
+        return cls(model=m["model"], temperature=temps[0], field=m["field"], size=m["size"],
                    boundary=spec["partial"]["boundary"], window=u["window"], stride=u["stride"],
-                   window_time=u["window_time"], starts=tuple(spec["truth"]["initial"]))
+                   window_time=u["window_time"], starts=tuple(spec["truth"]["initial"]),
+                   temperatures=temps if conditioned else (), truth_temperatures=truth if conditioned else ())
+
+    # ------------------------------------------------------------------ temperature conditioning
+    @property
+    def condition_names(self) -> tuple:
+        """``("temperature",)`` for a temperature-conditioned SDE, else ``()``."""
+        return ("temperature",) if self.temperatures else ()
+
+    @property
+    def training_conditions(self) -> np.ndarray:
+        """(C, 1) training temperatures (block j of the pairs runs at row j % C)."""
+        return np.array(self.temperatures, dtype=float).reshape(-1, 1)
+
+    def at_condition(self, index: int) -> "SpinSystem":
+        """The unconditioned system at training temperature ``index``."""
+        return replace(self, temperature=float(self.temperatures[index]), temperatures=(), truth_temperatures=())
+
+    @property
+    def start_dim(self) -> str:
+        """``m0``; ``start`` (coordinates ``m0`` and ``temperature``) for a conditioned system."""
+        return "start" if self.temperatures else "m0"
+
+    @property
+    def test_starts(self) -> tuple:
+        """What the truth stage runs over: the m0 values, or every (m0, T) of a conditioned system (T-major)."""
+        if not self.temperatures:
+            return tuple(self.starts)
+        return tuple((float(m0), float(T)) for T in (self.truth_temperatures or self.temperatures)
+                     for m0 in self.starts)
 
     # ------------------------------------------------------------------ facts
     def params(self, size: int | None = None) -> glauber.GlauberParams:
@@ -99,8 +139,8 @@ class SpinSystem:
 
     @property
     def exact_laws(self) -> bool:
-        """Drift and diffusion of m known in closed form (Curie–Weiss)."""
-        return glauber.MODEL_FACTS[self.model].exact_laws
+        """Drift and diffusion of m known in closed form (Curie–Weiss at one temperature)."""
+        return glauber.MODEL_FACTS[self.model].exact_laws and not self.temperatures
 
     def state_shape(self, size: int | None = None) -> tuple:
         L = self.size if size is None else size
@@ -121,8 +161,9 @@ class SpinSystem:
         return [duration / 4, duration / 2]
 
     def attrs(self) -> dict:
+        cond = {} if not self.temperatures else dict(training_temperatures=list(self.temperatures))
         return dict(model=self.model, temperature=self.temperature, field=self.field, large_size=self.size,
-                    n_sites=self.n_sites(), n_spins=self.n_sites(), time_unit=self.time_unit)
+                    n_sites=self.n_sites(), n_spins=self.n_sites(), time_unit=self.time_unit, **cond)
 
     def pair_attrs(self) -> dict:
         """What the ``pairs`` group records about how its large states and tile runs were made."""
@@ -132,7 +173,10 @@ class SpinSystem:
                     upsampling_window_time=self.window_time, upsampling_clock="time")
 
     def start_coords(self) -> dict:
-        return {self.start_dim: np.array(self.starts, dtype=float)}
+        if not self.temperatures:
+            return {self.start_dim: np.array(self.starts, dtype=float)}
+        m0, T = np.array(self.test_starts, dtype=float).T
+        return {"start": np.arange(len(m0)), "m0": ("start", m0), "temperature": ("start", T)}
 
     # ------------------------------------------------------------------ runs
     def small_snapshots(self, n_runs: int, per_run: int, interval: float, small_size: int, rng) -> np.ndarray:
@@ -165,6 +209,10 @@ class SpinSystem:
 
     def test_runs(self, start: int, n: int, times, rng, keep_states: bool):
         """Large-system runs from start ``start``: z (n, T, d) at ``times`` and, if asked, the states (n, T, L, L)."""
+        if self.temperatures:
+            m0, T = self.test_starts[start]
+            return replace(self, temperature=T, temperatures=(), truth_temperatures=(),
+                           starts=(m0,)).test_runs(0, n, times, rng, keep_states)
         p = self.params()
         spins = glauber.random_spins(n, self.size, rng, m0=self.starts[start])
         if not keep_states:
@@ -295,6 +343,11 @@ class PredatorPreySystem:
                     upsampling_hint="the interpolation should keep the means to O(dx^2): check the grids",
                     tile_runs="Euler-Maruyama steps of one tile, one ghost cell per side from the frozen neighbours",
                     training_m=list(self.train_m), training_k=list(self.train_k))
+
+    @property
+    def test_starts(self) -> tuple:
+        """What the truth stage runs over: the (m, k) starts."""
+        return self.starts
 
     def start_coords(self) -> dict:
         s = np.array(self.starts, dtype=float).reshape(-1, 2)
@@ -436,6 +489,10 @@ class AlloySystem:
         Temperatures of the large-system test runs (``()``: the training ones).
     arrhenius_energy : float
         E_a (eV) of the Arrhenius-scaled clock (:meth:`time_scale_at`).
+    dress_jumps : int
+        Jumps of every vacancy inside its block after the upsampling placed it
+        (:func:`~cgflow.micro.bcc_alloy_patches.dress_vacancies`), so that the window runs
+        start from a vacancy in its own neighbourhood (0: the authors' fresh placement).
     """
 
     temperature: float
@@ -449,6 +506,7 @@ class AlloySystem:
     temperatures: tuple = ()
     truth_temperatures: tuple = ()
     arrhenius_energy: float = ARRHENIUS_ENERGY
+    dress_jumps: int = 64
 
     state_dims: ClassVar[tuple[str, ...]] = ("site",)
     state_dtype: ClassVar[type] = np.int8
@@ -468,7 +526,7 @@ class AlloySystem:
                    small_vacancies=m["vacancies"], relax_jumps=p["relax_jumps"], time_scale=m["time_scale"],
                    small_cells=int(p["small_size"][0]), snapshots_per_run=p["snapshots_per_run"],
                    temperatures=temps if conditioned else (), truth_temperatures=truth if conditioned else (),
-                   arrhenius_energy=m["arrhenius_energy"])
+                   arrhenius_energy=m["arrhenius_energy"], dress_jumps=p["dress_jumps"])
 
     # ------------------------------------------------------------------ temperature conditioning
     @property
@@ -568,8 +626,14 @@ class AlloySystem:
     def pair_attrs(self) -> dict:
         return dict(boundary=self.boundary, upsampling_hint="fewer partial.relax_jumps (seam relaxation)",
                     upsampling="shifted tiling of same-time small snapshots + seam relaxation"
-                    f" ({self.relax_jumps} jumps per vacancy per window), one vacancy per block",
+                    f" ({self.relax_jumps} jumps per vacancy per window), one vacancy per block, dressed by "
+                    f"{self.dress_jumps} jumps inside its block",
                     tile_runs="one vacancy's 16^3-voxel window, real surroundings frozen, the vacancy free to leave")
+
+    @property
+    def test_starts(self) -> tuple:
+        """What the truth stage runs over (:attr:`starts`)."""
+        return self.starts
 
     def start_coords(self) -> dict:
         coords = {self.start_dim: np.arange(len(self.starts))}
@@ -608,7 +672,7 @@ class AlloySystem:
         """Large states from small snapshots (REFERENCE §3 NB): output i tiles K blocks drawn from the snapshots
         taken at the same time as snapshot i (the authors' "seeds around a shared time"), shifted, seam-relaxed,
         one vacancy per block. ``pool`` is run-major (:meth:`small_snapshots`); its source SRO is snapshot i's."""
-        from ...micro.bcc_alloy_patches import upsample
+        from ...micro.bcc_alloy_patches import dress_vacancies, upsample
 
         pool = np.asarray(pool)
         small = round((pool.shape[1] / 2) ** (1 / 3))
@@ -618,12 +682,14 @@ class AlloySystem:
             same_time = idx[idx % self.snapshots_per_run == k]
             out[same_time] = upsample(pool[same_time], self.cells // small, rng, n_configs=len(same_time),
                                       params=self.params(), relax_jumps=self.relax_jumps)
-        return out
+        return dress_vacancies(out, self.params(), small, self.dress_jumps, rng)
 
     def random_states(self, n: int, rng) -> np.ndarray:
         from ...micro import bcc_alloy as ba
+        from ...micro.bcc_alloy_patches import dress_vacancies
 
-        return ba.random_configuration(self.cells, self.large_vacancies, rng, n_configs=n)
+        states = ba.random_configuration(self.cells, self.large_vacancies, rng, n_configs=n)
+        return dress_vacancies(states, self.params(), self.small_cells, self.dress_jumps, rng)
 
     def test_runs(self, start: int, n: int, times, rng, keep_states: bool):
         """Direct large-lattice KMC from random equimolar states: SRO (n, T, 6) at ``times`` (stage units)."""
