@@ -40,3 +40,12 @@ def assert_operator_matches_exact(op, estimator: str) -> None:
             assert stats.kstest(z[start::2], stats.t(dof).cdf).pvalue > 1e-3, (offset, np.round(z[start::2], 2))
         assert abs(z.mean()) <= 4 * np.sqrt(dof / (dof - 2) * 2 / len(z))
         assert np.abs(z).max() < stats.t(dof).ppf(1 - 1e-4 / len(z))
+
+
+def mlp_numpy(layers, u):
+    """A ReLU MLP (``[{"W", "b"}, ...]``, no activation after the last layer) in NumPy: the networks' oracle."""
+    for i, layer in enumerate(layers):
+        u = u @ layer["W"] + layer["b"]
+        if i < len(layers) - 1:
+            u = np.maximum(u, 0.0)
+    return u

@@ -118,7 +118,7 @@ def stationary_vs_temperature(tree: xr.DataTree):
     order = np.argsort(T)
     obs = [str(o) for o in ev["obs"].values]
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), constrained_layout=True, sharex=True)
-    table_T = np.array(sorted(EQUILIBRIUM_SRO_TABLE))
+    table_T = np.array([t for t in sorted(EQUILIBRIUM_SRO_TABLE) if 0.9 * T.min() <= t <= 1.1 * T.max()])
     for k, (ax, name) in enumerate(zip(axes.flat, obs)):
         truth = ev["stationary_truth_per_start"].isel(obs=k).values[order]
         se = ev["stationary_truth_per_start_se"].isel(obs=k).values[order]

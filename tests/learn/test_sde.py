@@ -17,6 +17,8 @@ import pytest
 from cgflow.learn import _jax
 from cgflow.learn.sde import SIGMA_KINDS, SDEModel, sde_loss_numpy
 
+from ..oracles import mlp_numpy
+
 jax = pytest.importorskip("jax")
 
 
@@ -359,14 +361,6 @@ def collinear_pairs(n, seed, thickness=3e-3):
     return z0, z1, rng.uniform(0.05, 0.5, n)
 
 
-def _mlp_numpy(layers, u):
-    for i, layer in enumerate(layers):
-        u = u @ layer["W"] + layer["b"]
-        if i < len(layers) - 1:
-            u = np.maximum(u, 0.0)
-    return u
-
-
 def test_whitening_is_chosen_for_collinear_states_and_matches_its_definition():
     """standardize="auto" whitens nearly collinear states: b(z) = diag(s) R^(1/2) b'(z'), sigma = diag(s) R^(1/2) L'(z'),
     z' = R^(-1/2) (z - mu) / s (checked against NumPy); well-conditioned states keep the per-variable fit bit for bit."""
@@ -378,8 +372,8 @@ def test_whitening_is_chosen_for_collinear_states_and_matches_its_definition():
     np.testing.assert_allclose(M @ M, R, rtol=1e-10, atol=1e-12)
     z = z0[:7]
     u = ((z - m.shift_) / m.scale_) @ np.linalg.inv(M).T
-    np.testing.assert_allclose(m.drift(z), m.scale_ * (_mlp_numpy(m.params_["drift"], u) @ M.T), rtol=1e-9, atol=1e-12)
-    raw = _mlp_numpy(m.params_["sigma"], u)
+    np.testing.assert_allclose(m.drift(z), m.scale_ * (mlp_numpy(m.params_["drift"], u) @ M.T), rtol=1e-9, atol=1e-12)
+    raw = mlp_numpy(m.params_["sigma"], u)
     L = np.zeros((len(z), 3, 3))
     L[:, *np.tril_indices(3)] = raw
     d = np.arange(3)

@@ -13,6 +13,8 @@ import pytest
 
 from cgflow.learn.sde import SIGMA_KINDS, SDEModel, sde_loss_numpy
 
+from ..oracles import mlp_numpy
+
 jax = pytest.importorskip("jax")
 
 # ----------------------------------------------------------------------------- the OU family
@@ -185,14 +187,6 @@ def small_fit(kind="cholesky", n_dim=2, n_cond=2, epochs=0, seed=(11, 2), data_s
     return m.fit(z0, z1, dt, conditions=c, **fit_kw), (z0, z1, dt, c)
 
 
-def _mlp_numpy(layers, u):
-    for i, layer in enumerate(layers):
-        u = u @ layer["W"] + layer["b"]
-        if i < len(layers) - 1:
-            u = np.maximum(u, 0.0)
-    return u
-
-
 @pytest.mark.parametrize("kind", SIGMA_KINDS)
 def test_conditioned_networks_match_their_definition_and_the_loss_oracle(kind):
     m, (z0, z1, dt, c) = small_fit(kind)
@@ -204,7 +198,7 @@ def test_conditioned_networks_match_their_definition_and_the_loss_oracle(kind):
     np.testing.assert_array_equal(m.condition_scale_, cscale)
     z, cc = z0[:9], c[:9]
     u = np.concatenate([(z - m.shift_) / m.scale_, (cc - cshift) / cscale], axis=1)
-    np.testing.assert_allclose(m.drift(z, conditions=cc), m.scale_ * _mlp_numpy(m.params_["drift"], u), rtol=1e-12,
+    np.testing.assert_allclose(m.drift(z, conditions=cc), m.scale_ * mlp_numpy(m.params_["drift"], u), rtol=1e-12,
                                atol=1e-14)
     s = m.sigma_matrix(z, conditions=cc)
     if kind == "constant_diagonal":  # ignores the conditions

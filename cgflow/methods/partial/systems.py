@@ -40,9 +40,33 @@ def _coords_1d(dim: str, values: dict) -> dict:
     return {name: (dim, np.asarray(v)) for name, v in values.items()}
 
 
+def _temperature_fields(spec) -> dict:
+    """``temperature`` (the first of ``micro.temperature``) and, for several, ``temperatures`` and
+    ``truth_temperatures`` (the schema allows ``truth.temperature`` only then)."""
+    temps = tuple(float(t) for t in spec["micro"]["temperature"])
+    if len(temps) == 1:
+        return dict(temperature=temps[0])
+    truth = tuple(float(t) for t in spec["truth"].get("temperature") or ())
+    return dict(temperature=temps[0], temperatures=temps, truth_temperatures=truth)
+
+
+class TemperatureConditioned:
+    """Mixin of a system dataclass with a ``temperatures`` field: several make it conditioned on T."""
+
+    @property
+    def condition_names(self) -> tuple:
+        """``("temperature",)`` for a temperature-conditioned SDE, else ``()``."""
+        return ("temperature",) if self.temperatures else ()
+
+    @property
+    def training_conditions(self) -> np.ndarray:
+        """(C, 1) training temperatures (block j of the pairs runs at row j % C)."""
+        return np.array(self.temperatures, dtype=float).reshape(-1, 1)
+
+
 # ============================================================================= spins
 @dataclass(frozen=True)
-class SpinSystem:
+class SpinSystem(TemperatureConditioned):
     """Curie–Weiss or 2-D Ising heat-bath Glauber dynamics on an L x L lattice (REFERENCE-002 §1b).
 
     Parameters
@@ -88,24 +112,11 @@ class SpinSystem:
     @classmethod
     def from_spec(cls, spec) -> "SpinSystem":
         m, u = spec["micro"], spec["upsampling"]
-        temps = tuple(float(t) for t in m["temperature"])
-        truth = tuple(float(t) for t in spec["truth"].get("temperature") or ())
-        conditioned = len(temps) > 1  # the schema allows truth.temperature only then
-        return cls(model=m["model"], temperature=temps[0], field=m["field"], size=m["size"],
-                   boundary=spec["partial"]["boundary"], window=u["window"], stride=u["stride"],
-                   window_time=u["window_time"], starts=tuple(spec["truth"]["initial"]),
-                   temperatures=temps if conditioned else (), truth_temperatures=truth if conditioned else ())
+        return cls(model=m["model"], field=m["field"], size=m["size"], boundary=spec["partial"]["boundary"],
+                   window=u["window"], stride=u["stride"], window_time=u["window_time"],
+                   starts=tuple(spec["truth"]["initial"]), **_temperature_fields(spec))
 
     # ------------------------------------------------------------------ temperature conditioning
-    @property
-    def condition_names(self) -> tuple:
-        """``("temperature",)`` for a temperature-conditioned SDE, else ``()``."""
-        return ("temperature",) if self.temperatures else ()
-
-    @property
-    def training_conditions(self) -> np.ndarray:
-        """(C, 1) training temperatures (block j of the pairs runs at row j % C)."""
-        return np.array(self.temperatures, dtype=float).reshape(-1, 1)
 
     def at_condition(self, index: int) -> "SpinSystem":
         """The unconditioned system at training temperature ``index``."""
@@ -440,7 +451,7 @@ class ScaledTimePatchModel:
 
 
 @dataclass(frozen=True)
-class AlloySystem:
+class AlloySystem(TemperatureConditioned):
     """Vacancy-exchange KMC of equimolar NbMoTa on a periodic BCC lattice (REFERENCE-002 §1c, §2, §3, §9).
 
     The barriers are the **stand-in** pair-interaction + KRA model of REFERENCE-002 §9
@@ -519,25 +530,12 @@ class AlloySystem:
     def from_spec(cls, spec) -> "AlloySystem":
         m = spec["micro"]
         p = spec["partial"]
-        temps = tuple(float(t) for t in m["temperature"])
-        truth = tuple(float(t) for t in spec["truth"].get("temperature") or ())
-        conditioned = len(temps) > 1  # the schema allows truth.temperature only then
-        return cls(temperature=temps[0], cells=m["cells"], lam=m["barrier"]["lambda"],
-                   small_vacancies=m["vacancies"], relax_jumps=p["relax_jumps"], time_scale=m["time_scale"],
-                   small_cells=int(p["small_size"][0]), snapshots_per_run=p["snapshots_per_run"],
-                   temperatures=temps if conditioned else (), truth_temperatures=truth if conditioned else (),
-                   arrhenius_energy=m["arrhenius_energy"], dress_jumps=p["dress_jumps"])
+        return cls(cells=m["cells"], lam=m["barrier"]["lambda"], small_vacancies=m["vacancies"],
+                   relax_jumps=p["relax_jumps"], time_scale=m["time_scale"], small_cells=int(p["small_size"][0]),
+                   snapshots_per_run=p["snapshots_per_run"], arrhenius_energy=m["arrhenius_energy"],
+                   dress_jumps=p["dress_jumps"], **_temperature_fields(spec))
 
     # ------------------------------------------------------------------ temperature conditioning
-    @property
-    def condition_names(self) -> tuple:
-        """``("temperature",)`` for a temperature-conditioned SDE, else ``()``."""
-        return ("temperature",) if self.temperatures else ()
-
-    @property
-    def training_conditions(self) -> np.ndarray:
-        """(C, 1) training temperatures (block j of the pairs runs at row j % C)."""
-        return np.array(self.temperatures, dtype=float).reshape(-1, 1)
 
     @property
     def test_temperatures(self) -> tuple:
