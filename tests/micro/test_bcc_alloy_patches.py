@@ -432,3 +432,26 @@ def test_dressing_keeps_composition_and_one_vacancy_per_block():
     for x in dressed:
         blocks = tab.voxels[np.flatnonzero(x == 0)] // 8  # block index per axis (blocks of 4 cells = 8 voxels)
         assert len({tuple(b) for b in blocks}) == 8  # still one vacancy in each of the K = 8 blocks
+
+
+def test_replicated_tiling_keeps_the_small_systems_order():
+    """upsample(replicate=True): the K blocks are one small configuration (one shift), so apart from the K placed
+    vacancies and the relabelled atoms every block equals every other, and the large state's SRO is the small one's
+    (mixed tiling of different ordered snapshots is not); the mixed default is unchanged by the option."""
+    rng = np.random.default_rng(5)
+    params = ba.BccAlloyParams(800.0, 4, 0.5)
+    small = ba.random_configuration(4, 1, rng, n_configs=4)
+    small = np.stack([ba.run_time(c, 2e-4, params, rng)[0] for c in small])  # ordered at 800 K
+    a = upsample(small, 2, np.random.default_rng(1), n_configs=4, params=None)
+    b = upsample(small, 2, np.random.default_rng(1), n_configs=4, params=None, replicate=False)
+    assert a.tobytes() == b.tobytes()
+    rep = upsample(small, 2, np.random.default_rng(1), n_configs=4, params=None, replicate=True)
+    tab = ba.lattice_tables(8)
+    block = (tab.voxels // 8) @ np.array([4, 2, 1])  # block index of every site (blocks of 4 cells = 8 voxels)
+    for x in rep:
+        blocks = [x[block == J] for J in range(8)]
+        differ = max(int(np.sum(blocks[0] != blocks[J])) for J in range(1, 8))
+        assert differ <= 6, differ  # two vacancy sites and a few relabelled atoms at most
+    src = ba.sro(small, 4)
+    big = ba.sro(rep, 8)
+    assert np.min(np.abs(big[:, None, 3] - src[None, :, 3]), axis=1).max() < 0.05  # each output is one source's

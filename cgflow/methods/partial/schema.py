@@ -206,6 +206,9 @@ def _alloy_schema() -> dict[str, Any]:
         tiles_per_pair=Field("strnum", required=False, default="1", doc="windows evolved and averaged per pair"),
         relax_jumps=Field("int", required=False, default=7, minimum=0,
                           doc="jumps per vacancy per seam-relaxation window of the upsampling (the authors' 7)"),
+        tiling=Field("str", required=False, default="mixed", choices=("mixed", "replicate"),
+                     doc="mixed: a large state tiles K same-time snapshots (the authors'); replicate: one snapshot "
+                         "K times (keeps the order of an ordering alloy: no antiphase seams)"),
         dress_jumps=Field("int", required=False, default=64, minimum=0,
                           doc="jumps of every placed vacancy inside its block before the window runs (its "
                               "neighbourhood settles; 0: the authors' fresh placement; check: evaluation "

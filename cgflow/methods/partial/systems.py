@@ -504,6 +504,10 @@ class AlloySystem(TemperatureConditioned):
         Jumps of every vacancy inside its block after the upsampling placed it
         (:func:`~cgflow.micro.bcc_alloy_patches.dress_vacancies`), so that the window runs
         start from a vacancy in its own neighbourhood (0: the authors' fresh placement).
+    tiling : {"mixed", "replicate"}
+        ``mixed``: the K blocks of a large state are K same-time snapshots (the authors');
+        ``replicate``: one snapshot replicated K times (no antiphase seams between
+        independently ordered blocks; for ordering temperatures).
     """
 
     temperature: float
@@ -518,6 +522,7 @@ class AlloySystem(TemperatureConditioned):
     truth_temperatures: tuple = ()
     arrhenius_energy: float = ARRHENIUS_ENERGY
     dress_jumps: int = 64
+    tiling: str = "mixed"
 
     state_dims: ClassVar[tuple[str, ...]] = ("site",)
     state_dtype: ClassVar[type] = np.int8
@@ -533,7 +538,7 @@ class AlloySystem(TemperatureConditioned):
         return cls(cells=m["cells"], lam=m["barrier"]["lambda"], small_vacancies=m["vacancies"],
                    relax_jumps=p["relax_jumps"], time_scale=m["time_scale"], small_cells=int(p["small_size"][0]),
                    snapshots_per_run=p["snapshots_per_run"], arrhenius_energy=m["arrhenius_energy"],
-                   dress_jumps=p["dress_jumps"], **_temperature_fields(spec))
+                   dress_jumps=p["dress_jumps"], tiling=p["tiling"], **_temperature_fields(spec))
 
     # ------------------------------------------------------------------ temperature conditioning
 
@@ -623,7 +628,8 @@ class AlloySystem(TemperatureConditioned):
 
     def pair_attrs(self) -> dict:
         return dict(boundary=self.boundary, upsampling_hint="fewer partial.relax_jumps (seam relaxation)",
-                    upsampling="shifted tiling of same-time small snapshots + seam relaxation"
+                    upsampling=("one small snapshot replicated" if self.tiling == "replicate" else
+                                "shifted tiling of same-time small snapshots") + " + seam relaxation"
                     f" ({self.relax_jumps} jumps per vacancy per window), one vacancy per block, dressed by "
                     f"{self.dress_jumps} jumps inside its block",
                     tile_runs="one vacancy's 16^3-voxel window, real surroundings frozen, the vacancy free to leave")
@@ -679,7 +685,8 @@ class AlloySystem(TemperatureConditioned):
         for k in range(min(self.snapshots_per_run, len(idx))):
             same_time = idx[idx % self.snapshots_per_run == k]
             out[same_time] = upsample(pool[same_time], self.cells // small, rng, n_configs=len(same_time),
-                                      params=self.params(), relax_jumps=self.relax_jumps)
+                                      params=self.params(), relax_jumps=self.relax_jumps,
+                                      replicate=self.tiling == "replicate")
         return dress_vacancies(out, self.params(), small, self.dress_jumps, rng)
 
     def random_states(self, n: int, rng) -> np.ndarray:
