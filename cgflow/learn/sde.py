@@ -139,11 +139,16 @@ def _as_states(z, name, n_dim=None):
         raise ValueError(f"{name} must have shape (n, n_dim), got {np.shape(z)}")
     if n_dim is not None and z.shape[1] != n_dim:
         raise ValueError(f"{name} has {z.shape[1]} columns, the model has n_dim={n_dim}")
-    bad = ~np.isfinite(z)
+    _check_finite(z, name)
+    return z, single
+
+
+def _check_finite(a, name):
+    """ValueError naming ``name`` and the index of the first non-finite entry of ``a``."""
+    bad = ~np.isfinite(a)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(f"{name} has a non-finite entry at index {idx}")
-    return z, single
 
 
 def _as_conditions(c, n, n_cond=None, single=False, name="conditions"):
@@ -162,10 +167,7 @@ def _as_conditions(c, n, n_cond=None, single=False, name="conditions"):
         raise ValueError(f"{name} must have shape {want} (one row per state, n = {n}), got {np.shape(c)}")
     if n_cond is not None and c.shape[1] != n_cond:
         raise ValueError(f"{name} has {c.shape[1]} columns, the model was fitted with n_conditions={n_cond}")
-    bad = ~np.isfinite(c)
-    if bad.any():
-        idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{name} has a non-finite entry at index {idx}")
+    _check_finite(c, name)
     return c
 
 

@@ -479,9 +479,10 @@ class FitSDE:
         first jumps of a run -- an offset J with E[Delta(s)] = J + b s gives
         J + b dt (Euler), 3J + b dt (Richardson, which amplifies it) and b dt here. Its
         variance is 2 Delta(dt)'s (noise factor 2), its relaxation bias -3 r dt / 4 (Euler:
-        -r dt / 2). The alloy's windows need it: the vacancy placed by the upsampling
-        settles into its neighbourhood within a few jumps (the dt-halving ratio of
-        delta_NbMo is 0.76 +- 0.02 at dt = 1 unit, an offset of ~0.5 b dt).
+        -r dt / 2). Written for the alloy's windows, whose first jumps carry such an
+        offset (dt-halving ratio of delta_NbMo 0.76 +- 0.02 at dt = 1 unit, undressed); on
+        the 800 K one-window pairs it was too noisy to beat euler (stationary SRO 0.33 off
+        against 0.19), so the alloy workflows use euler.
         """
         ds = closure_pairs(tree, small_size)  # observables (+ learned latents)
         tile_pairs = variant == "baseline"
