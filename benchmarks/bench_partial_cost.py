@@ -90,7 +90,7 @@ def method_cost(stage: PairSweep, point: int) -> dict:
     parts = {}
     t0 = time.process_time()
     pool = system.small_snapshots(-(-n_up // stage.snapshots_per_run), stage.snapshots_per_run,
-                                  stage.snapshot_interval, Ls, rng)[:n_up] if n_up else None
+                                  stage.snapshot_interval, Ls, rng, burn_in=stage.burn_in)[:n_up] if n_up else None
     parts["small_runs"] = time.process_time() - t0
     t0 = time.process_time()
     x = system.upsample(pool, rng) if n_up else None

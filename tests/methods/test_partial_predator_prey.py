@@ -141,6 +141,7 @@ def test_multi_step_pairs_are_observed_inside_for_richardson():
     ("micro: {model: predator_prey, size: 40, laplacian: continuum}", "micro.dt"),
     ("micro: {model: predator_prey, size: 40, train_m: [0.6, 0.4]}", "micro.train_m"),
     ("truth: {save_every: 0.015}", "truth.save_every"),
+    ("partial: {small_size: 20, tile_size: 8, burn_in: 0.015}", "partial.burn_in"),
     ("upsampling: {window: 8}", "upsampling"),
 ])
 def test_bad_specs_exit_2_naming_the_key(tmp_path, change, key):

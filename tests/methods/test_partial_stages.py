@@ -413,3 +413,39 @@ def test_a_conditioned_curie_weiss_sde_learns_the_drift_at_every_temperature(tmp
     ev = tree["evaluation"]
     np.testing.assert_array_equal(ev["temperature"].values, [1.1, 1.1, 1.225, 1.225, 1.6, 1.6])
     assert np.all(np.isfinite(ev["stationary_model_per_start"].values))
+
+
+# ----------------------------------------------------------------------------- small-system burn-in
+def test_burn_in_runs_each_small_system_before_its_first_snapshot():
+    """partial.burn_in: the first snapshot of a small run is the random start evolved for burn_in on the same
+    stream (then the run goes on as without it); burn_in = 0 reads no random numbers (stores as before)."""
+    system = SpinSystem("ising2d", temperature=2.5, field=0.1, size=16)
+    pool = system.small_snapshots(2, 3, 1.0, 8, np.random.default_rng(7), burn_in=4.0)
+    rng = np.random.default_rng(7)
+    start = glauber.random_spins(2, 8, rng)
+    small = system.params(8)
+    for r in range(2):
+        s, _ = glauber.run_time(start[r], [4.0], small, rng)
+        np.testing.assert_array_equal(pool[3 * r], s)
+        for k in range(1, 3):
+            s, _ = glauber.run_time(s, [1.0], small, rng)
+            np.testing.assert_array_equal(pool[3 * r + k], s)
+    zero = system.small_snapshots(2, 3, 1.0, 8, np.random.default_rng(7), burn_in=0.0)
+    np.testing.assert_array_equal(zero, system.small_snapshots(2, 3, 1.0, 8, np.random.default_rng(7)))
+    np.testing.assert_array_equal(zero[[0, 3]], glauber.random_spins(2, 8, np.random.default_rng(7)))
+
+
+def test_burn_in_brings_the_small_snapshots_to_the_stationary_law():
+    """At T = 2.5, h = 0.1 the 8 x 8 runs from random shuffles (m0 ~ U(-1, 1), domain-wall density ~1/2) reach
+    the small system's stationary domain-wall density within ~10; without burn-in the first snapshot is the
+    shuffle itself. Mean rho_dw of the first snapshots against the later ones, within 4 standard errors."""
+    system = SpinSystem("ising2d", temperature=2.5, field=0.1, size=16)
+    rng = np.random.default_rng(11)
+    runs, per = 200, 4
+    raw = system.observables(system.small_snapshots(runs, per, 5.0, 8, rng), 8)[:, 1].reshape(runs, per)
+    burnt = system.observables(system.small_snapshots(runs, per, 5.0, 8, rng, burn_in=20.0), 8)[:, 1]
+    burnt = burnt.reshape(runs, per)
+    late = raw[:, 2:].ravel()
+    se = np.sqrt(burnt[:, 0].var() / runs + late.var() / late.size)
+    assert abs(burnt[:, 0].mean() - late.mean()) < 4 * se, (burnt[:, 0].mean(), late.mean(), se)
+    assert raw[:, 0].mean() - late.mean() > 10 * se  # the shuffles are far from it: the check can fail

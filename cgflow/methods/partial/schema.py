@@ -60,6 +60,10 @@ SCHEMA: dict[str, Any] = {
                                    doc="snapshots saved per small-system run (the first is the random initial state)"),
         "snapshot_interval": Field("float", required=False, default=1.0, **_POS,
                                    doc="time between saved small-system snapshots"),
+        "burn_in": Field("float", required=False, default=0.0, minimum=0,
+                         doc="time each small-system run evolves before its first saved snapshot (0: the first "
+                             "snapshot is the random initial state, the authors'); > 0 trains on states nearer the "
+                             "small system's stationary law"),
         "tiles_per_pair": Field("strnum", required=False, default="auto",
                                 doc="tiles of a snapshot evolved (each alone, the rest frozen) and averaged per pair: all "
                                     "(r = K), an integer r, or 1 (the authors'); the method's lambda is K/r; auto: all, "
@@ -364,6 +368,7 @@ def _check_predator_prey(d: dict, problems: list) -> None:
         part["pair_duration"] = dt  # one Euler-Maruyama step: the authors' pairs
     for key, value in (("partial.pair_duration", part.get("pair_duration")),
                        ("partial.snapshot_interval", part.get("snapshot_interval")),
+                       ("partial.burn_in", part.get("burn_in") or None),
                        ("truth.save_every", truth.get("save_every"))):
         if value is not None and _steps(value, dt) is None:
             problems.append((key, f"must be a whole number >= 1 of micro.dt = {dt:g} steps, got {value:g}"))

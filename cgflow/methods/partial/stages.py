@@ -139,6 +139,7 @@ class PairSweep:
     pair_duration: float = 0.1
     snapshots_per_run: int = 16
     snapshot_interval: float = 1.0
+    burn_in: float = 0.0  # time before a small run's first saved snapshot (0: the random start itself)
     random_fraction: float = 0.5
     keep_snapshots: bool = False  # learned closures: store x_t and x_{t+dt} (the closure stage encodes them)
     tiles_per_pair: str = "1"  # "1" (the authors'), an integer r, or "all" (r = K; the spec default): compute_block
@@ -157,7 +158,7 @@ class PairSweep:
         return cls(system_from_spec(spec), seed=spec.seed, small_sizes=tuple(p["small_size"]),
                    pairs=p["pairs"], block=p["block"], pair_duration=p["pair_duration"],
                    snapshots_per_run=p["snapshots_per_run"], snapshot_interval=p["snapshot_interval"],
-                   random_fraction=p["random_fraction"], keep_snapshots=spec["closure"]["latent"] > 0,
+                   burn_in=p["burn_in"], random_fraction=p["random_fraction"], keep_snapshots=spec["closure"]["latent"] > 0,
                    tiles_per_pair=_tiles_per_pair(spec, spec["closure"]["latent"] > 0))
 
     @property
@@ -218,6 +219,7 @@ class PairSweep:
         ds.attrs.update(self.system.attrs(), **self.system.pair_attrs(), pair_duration=self.pair_duration,
                         tiles_per_pair_setting=self.tiles_per_pair,
                         snapshots_per_run=self.snapshots_per_run, snapshot_interval=self.snapshot_interval,
+                        burn_in=self.burn_in,
                         random_fraction=self.random_fraction, block_size=self.block)
         return ds
 
@@ -234,7 +236,7 @@ class PairSweep:
         if n_up:
             spr = self.snapshots_per_run
             n_runs = -(-n_up // spr)
-            pool = system.small_snapshots(n_runs, spr, self.snapshot_interval, Ls, rng)[:n_up]
+            pool = system.small_snapshots(n_runs, spr, self.snapshot_interval, Ls, rng, burn_in=self.burn_in)[:n_up]
             # in order (no resampling: the pool is already a random draw), so every output has a known source
             parts.append(system.upsample(pool, rng))
             sources.append(system.source_observables(pool, Ls))

@@ -190,13 +190,19 @@ class SpinSystem(TemperatureConditioned):
         return {"start": np.arange(len(m0)), "m0": ("start", m0), "temperature": ("start", T)}
 
     # ------------------------------------------------------------------ runs
-    def small_snapshots(self, n_runs: int, per_run: int, interval: float, small_size: int, rng) -> np.ndarray:
-        """(n_runs * per_run, L_s, L_s): runs from the authors' m0 ~ U(-1, 1) shuffles, a snapshot every interval."""
+    def small_snapshots(self, n_runs: int, per_run: int, interval: float, small_size: int, rng,
+                        burn_in: float = 0.0) -> np.ndarray:
+        """(n_runs * per_run, L_s, L_s): runs from the authors' m0 ~ U(-1, 1) shuffles, a snapshot every interval.
+
+        The first snapshot is the random start itself, or with ``burn_in`` > 0 the state that long after it.
+        """
         small = self.params(small_size)
         start = glauber.random_spins(n_runs, small_size, rng)
         pool = np.empty((n_runs, per_run, small_size, small_size), dtype=np.int8)
         for r in range(n_runs):  # one kernel call per saved snapshot
             s = start[r]
+            if burn_in > 0:
+                s, _ = glauber.run_time(s, [burn_in], small, rng)
             pool[r, 0] = s
             for k in range(1, per_run):
                 s, _ = glauber.run_time(s, [interval], small, rng)
@@ -370,13 +376,21 @@ class PredatorPreySystem:
         return pp.initial_state(size, m, k)
 
     # ------------------------------------------------------------------ runs
-    def small_snapshots(self, n_runs: int, per_run: int, interval: float, small_size: int, rng) -> np.ndarray:
-        """(n_runs * per_run, 2, n_s): runs from random (m, k), a snapshot every ``interval`` (whole steps)."""
+    def small_snapshots(self, n_runs: int, per_run: int, interval: float, small_size: int, rng,
+                        burn_in: float = 0.0) -> np.ndarray:
+        """(n_runs * per_run, 2, n_s): runs from random (m, k), a snapshot every ``interval`` (whole steps),
+        the first at ``burn_in`` (whole steps; 0: the initial state)."""
         every = self.steps(interval)
         if every is None:
             raise ValueError(f"partial.snapshot_interval = {interval:g} must be a whole number of micro.dt = "
                              f"{self.params.dt:g}")
         x = self._initial(n_runs, small_size, rng)
+        if burn_in > 0:
+            steps = self.steps(burn_in)
+            if steps is None:
+                raise ValueError(f"partial.burn_in = {burn_in:g} must be a whole number of micro.dt = "
+                                 f"{self.params.dt:g}")
+            x = self.params.simulate(x, steps, rng, save_every=steps)[:, -1]
         out = self.params.simulate(x, every * (per_run - 1), rng, save_every=every)  # (runs, per_run, 2, n_s)
         return out.reshape(-1, 2, small_size)
 
@@ -646,8 +660,10 @@ class AlloySystem(TemperatureConditioned):
         return coords
 
     # ------------------------------------------------------------------ runs
-    def small_snapshots(self, n_runs: int, per_run: int, interval: float, small_size: int, rng) -> np.ndarray:
-        """(n_runs * per_run, N_s): runs from random equimolar states, a snapshot every ``interval`` (run-major)."""
+    def small_snapshots(self, n_runs: int, per_run: int, interval: float, small_size: int, rng,
+                        burn_in: float = 0.0) -> np.ndarray:
+        """(n_runs * per_run, N_s): runs from random equimolar states, a snapshot every ``interval`` (run-major),
+        the first at ``burn_in`` (0: the random state)."""
         from ...micro import bcc_alloy as ba
 
         p = self.params(small_size)
@@ -655,6 +671,8 @@ class AlloySystem(TemperatureConditioned):
         pool = np.empty((n_runs, per_run, c.shape[1]), np.int8)
         for r in range(n_runs):
             x = c[r]
+            if burn_in > 0:
+                x = ba.run_time(x, burn_in * self.time_scale, p, rng)[0]
             pool[r, 0] = x
             for k in range(1, per_run):
                 x = ba.run_time(x, interval * self.time_scale, p, rng)[0]
