@@ -55,7 +55,7 @@ import time
 
 import numpy as np
 
-from cgflow.methods.partial.stages import PairSweep
+from cgflow.methods.partial.stages import PairSweep, upsampled_per_block
 from cgflow.methods.partial.systems import AlloySystem, PredatorPreySystem, SpinSystem
 from cgflow.micro import bcc_alloy, glauber
 from cgflow.micro.predator_prey import PredatorPreyParams
@@ -86,7 +86,7 @@ def method_cost(stage: PairSweep, point: int) -> dict:
     total = time.process_time() - start
     rng = np.random.default_rng(0)
     system, Ls = stage.system, stage.small_sizes[point]
-    n_up = stage.block - int(round(stage.random_fraction * stage.block))
+    n_up = upsampled_per_block(stage.block, stage.random_fraction)
     parts = {}
     t0 = time.process_time()
     pool = system.small_snapshots(-(-n_up // stage.snapshots_per_run), stage.snapshots_per_run,

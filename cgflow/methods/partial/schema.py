@@ -57,7 +57,8 @@ SCHEMA: dict[str, Any] = {
         "pair_duration": Field("float", required=False, default=0.2, **_POS,
                                doc="fixed time of each tile run (attempts per spin); small against the spin relaxation time 1"),
         "snapshots_per_run": Field("int", required=False, default=16, minimum=1,
-                                   doc="snapshots saved per small-system run (the first is the random initial state)"),
+                                   doc="snapshots saved per small-system run (the first is the random initial state, "
+                                       "or the state after partial.burn_in)"),
         "snapshot_interval": Field("float", required=False, default=1.0, **_POS,
                                    doc="time between saved small-system snapshots"),
         "burn_in": Field("float", required=False, default=0.0, minimum=0,

@@ -234,8 +234,8 @@ class PairSweep:
         condition = block % len(self.system.training_conditions) if names else None
         system = self.system if condition is None else self.system.at_condition(condition)
         B = self.block
-        n_rand = int(round(self.random_fraction * B))
-        n_up = B - n_rand
+        n_up = upsampled_per_block(B, self.random_fraction)
+        n_rand = B - n_up
         parts, sources = [], []
         if n_up:
             spr = self.snapshots_per_run
@@ -1039,7 +1039,6 @@ class Evaluation:
                           f"{pairs.attrs.get('upsampling_hint', 'shorten the relaxation')}", UpsamplingWarning,
                           stacklevel=2)
 
-
     @staticmethod
     def _burn_in_check(out: xr.Dataset, pairs: xr.Dataset) -> None:
         """Self-check of ``partial.burn_in``: do the small runs' first snapshots already sit where their last do?
@@ -1052,7 +1051,7 @@ class Evaluation:
         src = pairs["z_source"].values  # (small_size, replica, obs): run-major within every block, NaN if random
         spr = int(pairs.attrs.get("snapshots_per_run", 1))
         B = int(pairs.attrs.get("block_size", src.shape[1]))
-        n_up = B - int(round(float(pairs.attrs.get("random_fraction", 0.0)) * B))
+        n_up = upsampled_per_block(B, float(pairs.attrs.get("random_fraction", 0.0)))
         burn_in = float(pairs.attrs.get("burn_in", 0.0))
         if spr < 2 or n_up < spr or np.all(np.isnan(src)):
             out.attrs["burn_in_check"] = "not available: no whole small run behind the pairs' sources"
@@ -1084,6 +1083,11 @@ class Evaluation:
         if moved:
             warnings.warn(f"the small runs still relax after partial.burn_in = {burn_in:g} ({'; '.join(moved)}): "
                           f"raise partial.burn_in", BurnInWarning, stacklevel=2)
+
+
+def upsampled_per_block(block: int, random_fraction: float) -> int:
+    """Pairs of a block built from small-system snapshots; they come first, run by run (the rest are random)."""
+    return block - int(round(random_fraction * block))
 
 
 def _n_sites(sde: xr.Dataset) -> int:
