@@ -1093,21 +1093,30 @@ def upsample(small_configs, factor: int, rng, n_configs: int | None = None, para
     shift : bool
         Shift every block cyclically by a random even voxel offset (default True).
     replicate : bool
-        All K blocks of an output are one small configuration with one shift (a periodic
-        replica, as the spins' 2 x 2 replication) instead of K independent draws. Below the
-        ordering temperature independently ordered blocks meet at antiphase seams that no
-        short relaxation heals (measured at 1200 K: small snapshots delta_MoMo -0.51, mixed
-        tilings -0.43); a replica keeps the small system's order. Default False (the authors').
+        All K blocks of an output are one small configuration with one shift: an exact
+        periodic replica (as the spins' 2 x 2 replication) instead of K independent draws.
+        Below the ordering temperature independently ordered blocks meet at antiphase seams
+        that no short relaxation heals (measured at 1200 K: small snapshots delta_MoMo -0.51,
+        mixed tilings -0.43); a replica keeps the small system's order. A replica has no
+        seams, so it is not relaxed, and it keeps the small system's vacancies where they
+        are, in the surroundings they have settled into, with the small system's composition
+        K times: moving a vacancy to the block centre (its atom to the old vacancy site) and
+        relabelling atoms put defects into an ordered replica whose healing in the first
+        jumps of every window run is an offset of the increment, not a drift (measured at
+        800 K: the mean delta_MoMo increment of an 8-unit window at dt/4 equalled the one at
+        dt in ordered states, -0.0014). Default False (the authors').
 
     Returns
     -------
     ndarray of int8 (n_configs, 2 (factor cs)**3)
-        Exactly K vacancies, one at each block centre (voxel 2 cs b + cs per axis),
-        and the exact equimolar split of the N - K atoms (remainder to Nb, then Mo).
+        Mixed tiling: exactly K vacancies, one at each block centre (voxel 2 cs b + cs per
+        axis), and the exact equimolar split of the N - K atoms (remainder to Nb, then Mo).
+        Replica: the small configuration K times (its vacancies in every block).
 
-    Steps: tile and shift; relax (vacancies where the blocks had them); move one vacancy
-    to each block centre (the centre atom takes an old vacancy site, chosen at random);
-    relabel the fewest random atoms to reach the exact composition.
+    Steps (mixed): tile and shift; relax (vacancies where the blocks had them); move one
+    vacancy to each block centre (the centre atom takes an old vacancy site, chosen at
+    random); relabel the fewest random atoms to reach the exact composition. Replica: tile
+    and shift only.
     """
     arr = np.asarray(small_configs)
     if arr.ndim != 2 or arr.shape[0] < 1:
@@ -1137,6 +1146,8 @@ def upsample(small_configs, factor: int, rng, n_configs: int | None = None, para
         for J in range(K):
             perm = ba.window_sites(cs, cs, tuple(int(x) for x in shifts[b, J]))
             big[b, blocks[J]] = small[src[b, J]][perm]
+    if replicate:
+        return big
     if params is not None and relax_jumps > 0:
         big, _ = _relax(big, params, relax_window, 2 * cs, relax_jumps, rng, None, relax_offset)
     centres = np.array([b_[int(np.flatnonzero((ba.lattice_tables(cs).voxels == cs).all(axis=1))[0])]

@@ -39,6 +39,20 @@ def test_pairs_are_in_stage_time_and_upsampled_states_hold_one_vacancy_per_block
     np.testing.assert_allclose(SYSTEM.observables(x), ba.sro(x, 8))
 
 
+def test_replicated_upsampling_keeps_the_small_snapshot_and_its_vacancy_undressed():
+    """tiling: replicate -- every block is the same shifted small snapshot, vacancy included, with no seam relaxation,
+    no vacancy moved and no dressing (dress_jumps is for mixed tiling; dressing by jumps biases the increments)."""
+    system = AlloySystem(800.0, cells=8, small_cells=4, snapshots_per_run=1, tiling="replicate", dress_jumps=64)
+    pool = system.small_snapshots(3, 1, 1.0, 4, np.random.default_rng(3), burn_in=50.0)
+    big = system.upsample(pool, np.random.default_rng(4))
+    block = (ba.site_voxels(8) // 8) @ np.array([4, 2, 1])  # blocks of 4 cells = 8 voxels
+    for x in big:
+        parts = [x[block == J] for J in range(8)]
+        assert all(np.array_equal(parts[0], q) for q in parts[1:]) and (parts[0] == 0).sum() == 1
+    same = np.isclose(ba.sro(big, 8)[:, None, :], ba.sro(pool, 4)[None], rtol=0, atol=1e-12).all(axis=-1)
+    assert same.any(axis=1).all()  # each large state has the SRO of one of the snapshots, exactly
+
+
 def test_sweep_stages_meet_the_contract():
     check_stage(PairSweep(SYSTEM, seed=3, small_sizes=(4,), pairs=8, block=4, pair_duration=1.0,
                           snapshots_per_run=4, snapshot_interval=4.0, random_fraction=0.0, tiles_per_pair="1"))

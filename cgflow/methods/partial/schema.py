@@ -213,11 +213,13 @@ def _alloy_schema() -> dict[str, Any]:
                           doc="jumps per vacancy per seam-relaxation window of the upsampling (the authors' 7)"),
         tiling=Field("str", required=False, default="mixed", choices=("mixed", "replicate"),
                      doc="mixed: a large state tiles K same-time snapshots (the authors'); replicate: one snapshot "
-                         "K times (keeps the order of an ordering alloy: no antiphase seams)"),
+                         "K times, exactly (keeps the order of an ordering alloy: no antiphase seams, no vacancy "
+                         "moved)"),
         dress_jumps=Field("int", required=False, default=64, minimum=0,
                           doc="jumps of every placed vacancy inside its block before the window runs (its "
                               "neighbourhood settles; 0: the authors' fresh placement; check: evaluation "
-                              "dt_halving_ratio)"))
+                              "dt_halving_ratio); mixed tiling and random states only (a replica keeps the small "
+                              "system's own vacancies)"))
     truth = {k: v for k, v in SCHEMA["truth"].items() if k != "initial"}
     truth.update(temperature=Field("floats", required=False, default=(), **_POS,
                                    doc="temperatures of the direct runs, one start each (default: micro.temperature; "
