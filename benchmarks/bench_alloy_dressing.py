@@ -2,9 +2,11 @@
 
     python benchmarks/bench_alloy_dressing.py [--temperature 2000 --pairs 4096 --dress 0,32,64,256]
 
-The upsampling (:func:`cgflow.micro.bcc_alloy_patches.upsample`) puts one vacancy at
-each block centre after the seam relaxation; ``partial.dress_jumps`` then lets it jump
-inside its block (:func:`~cgflow.micro.bcc_alloy_patches.dress_vacancies`). For each
+The mixed-tiling upsampling (:func:`cgflow.micro.bcc_alloy_patches.upsample`) puts one
+vacancy at each block centre after the seam relaxation; ``partial.dress_jumps`` then lets
+it run inside its block for the time of about that many jumps in a random alloy
+(:func:`~cgflow.micro.bcc_alloy_patches.dress_vacancies`; a fixed number of jumps left an
+offset of its own, the jump chain's rate-weighted law). For each
 dressing this runs one real ``pairs`` block of nbmota-quick's settings (pair duration
 1 unit = 1e-9 s at 2000 K, Arrhenius-scaled at other T) and prints the mean window
 increment of delta_NbMo and delta_MoMo at dt/4, dt/2 and dt with its standard error, and

@@ -603,6 +603,35 @@ def jump_rates(config, params: BccAlloyParams, vacancy: int):
     return rates, dE, tab.nn1[v].copy()
 
 
+@functools.lru_cache(maxsize=64)
+def _mean_random_rate(temperature: float, lam: float) -> float:
+    tab = lattice_tables(16)
+    rt = _rate_tables(temperature, lam)
+    rng = np.random.Generator(np.random.Philox(np.random.SeedSequence(20261205)))  # a constant of the model
+    total, count = 0.0, 0
+    out = np.zeros(8)
+    for c in random_configuration(16, 64, rng, n_configs=16):
+        G = _field(c, tab)
+        for v in np.flatnonzero(c == 0):
+            total += _vac_rates(v, c, tab.nn1, G, _CORR, rt, out)
+            count += 1
+    return total / count
+
+
+def mean_random_rate(params: BccAlloyParams) -> float:
+    """Mean total exchange rate (1/s) of a vacancy in a random equimolar alloy at ``params``' T and lambda.
+
+    A constant of the model, not a random draw of a run: the average over 1024 vacancy
+    neighbourhoods of random configurations from a fixed seed (16 lattices of 8192 sites
+    with 64 vacancies each), cached per (T, lambda). Its use is to turn "about n jumps" into
+    a fixed duration n / rate: a run of fixed duration keeps the Boltzmann law, a run of a
+    fixed number of jumps does not (it samples the jump chain, weighted by the total rate).
+    """
+    if not isinstance(params, BccAlloyParams):
+        raise ValueError(f"params must be a BccAlloyParams, got {type(params).__name__}")
+    return _mean_random_rate(params.temperature, params.lam)
+
+
 # ----------------------------------------------------------------------------- observables
 def _sro_parts(c: np.ndarray, cells: int):
     """Per site i: n_b(i) - m(i)/3 for b = Nb, Mo, Ta, shape (..., N, 3) (n_b: b atoms among the 8 first

@@ -637,3 +637,18 @@ def test_stationary_estimate_means_errors_and_plateau_check():
     assert ba.stationary_estimate(tt, vv)["mean"] == pytest.approx(1.0)
     with pytest.raises(ValueError):
         ba.stationary_estimate(t, flat[:, :-1])
+
+
+@pytest.mark.parametrize("temperature", [800.0, 2000.0])
+def test_mean_random_rate_is_the_mean_total_rate_of_a_vacancy_in_a_random_alloy(temperature):
+    """mean_random_rate (a fixed-seed constant of the model) against an independent average of jump_rates over random
+    configurations: within 4 standard errors of that average (the SE computed from its spread)."""
+    p = ba.BccAlloyParams(temperature, 4)
+    rng = make_rng(31, int(temperature))
+    totals = np.array([ba.jump_rates(c, p, int(np.flatnonzero(c == 0)[0]))[0].sum()
+                       for c in ba.random_configuration(4, 1, rng, n_configs=600)])
+    se = totals.std(ddof=1) / np.sqrt(totals.size)
+    value = ba.mean_random_rate(p)
+    assert value == ba.mean_random_rate(ba.BccAlloyParams(temperature, 16))  # a function of T and lambda only
+    assert abs(value - totals.mean()) < 4 * se, (value, totals.mean(), se)
+    assert se < 0.1 * totals.mean()  # the check has power

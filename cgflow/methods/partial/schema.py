@@ -216,10 +216,11 @@ def _alloy_schema() -> dict[str, Any]:
                          "K times, exactly (keeps the order of an ordering alloy: no antiphase seams, no vacancy "
                          "moved)"),
         dress_jumps=Field("int", required=False, default=64, minimum=0,
-                          doc="jumps of every placed vacancy inside its block before the window runs (its "
-                              "neighbourhood settles; 0: the authors' fresh placement; check: evaluation "
-                              "dt_halving_ratio); mixed tiling and random states only (a replica keeps the small "
-                              "system's own vacancies)"))
+                          doc="every placed vacancy runs inside its block for the time of about this many jumps "
+                              "in a random alloy before the window runs (its neighbourhood settles; a fixed time "
+                              "keeps the Boltzmann law, a fixed jump count does not; 0: the authors' fresh "
+                              "placement; check: evaluation dt_halving_ratio); mixed tiling and random states only "
+                              "(a replica keeps the small system's own vacancies)"))
     truth = {k: v for k, v in SCHEMA["truth"].items() if k != "initial"}
     truth.update(temperature=Field("floats", required=False, default=(), **_POS,
                                    doc="temperatures of the direct runs, one start each (default: micro.temperature; "

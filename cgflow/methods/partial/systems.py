@@ -515,14 +515,16 @@ class AlloySystem(TemperatureConditioned):
     arrhenius_energy : float
         E_a (eV) of the Arrhenius-scaled clock (:meth:`time_scale_at`).
     dress_jumps : int
-        Jumps of every vacancy inside its block after the mixed-tiling upsampling placed it
+        Every vacancy runs inside its block, after the mixed-tiling upsampling placed it, for
+        the time of about this many jumps in a random alloy
         (:func:`~cgflow.micro.bcc_alloy_patches.dress_vacancies`), so that the window runs
         start from a vacancy in its own neighbourhood (0: the authors' fresh placement); also
         for random states. Not used by a replica, whose vacancies are the small system's own.
-        A fixed number of jumps samples the jump chain's law (weighted by the vacancy's total
-        rate), not the Boltzmann law, so dressing leaves an offset of its own (measured at
-        800 K on exact replicas: mean 8-unit window increment of delta_MoMo +0.0001 +- 0.0003
-        undressed, -0.0010 +- 0.0003 after 64 jumps).
+        A fixed time, not a fixed number of jumps: that samples the jump chain's law
+        (weighted by the vacancy's total rate), not the Boltzmann law, and left an offset of
+        its own (measured at 800 K on exact replicas: mean 8-unit window increment of
+        delta_MoMo +0.0001 +- 0.0003 undressed, -0.0010 +- 0.0003 after 64 jumps, +0.0000
+        after a fixed 8 units).
     tiling : {"mixed", "replicate"}
         ``mixed``: the K blocks of a large state are K same-time snapshots (the authors');
         ``replicate``: one snapshot replicated K times, exactly (no antiphase seams between
@@ -646,12 +648,15 @@ class AlloySystem(TemperatureConditioned):
                                   "neural barrier model)", time_unit=self.time_unit)
 
     def pair_attrs(self) -> dict:
+        if self.tiling == "replicate":
+            upsampling = ("one small snapshot replicated exactly (no seams, so no seam relaxation; its vacancy kept "
+                          "in every block where it settled, not dressed)")
+        else:
+            upsampling = (f"shifted tiling of same-time small snapshots + seam relaxation ({self.relax_jumps} jumps per "
+                          "vacancy per window), one vacancy moved to each block centre and dressed inside its block "
+                          f"for the time of {self.dress_jumps} jumps in a random alloy")
         return dict(boundary=self.boundary, upsampling_hint="fewer partial.relax_jumps (seam relaxation)",
-                    upsampling=("one small snapshot replicated exactly (no seams, so no seam relaxation; its "
-                                "vacancy kept in every block where it is)" if self.tiling == "replicate" else
-                                "shifted tiling of same-time small snapshots + seam relaxation"
-                                f" ({self.relax_jumps} jumps per vacancy per window), one vacancy moved to each "
-                                "block centre") + f", dressed by {self.dress_jumps} jumps inside its block",
+                    upsampling=upsampling,
                     tile_runs="one vacancy's 16^3-voxel window, real surroundings frozen, the vacancy free to leave")
 
     @property
