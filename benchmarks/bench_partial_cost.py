@@ -25,14 +25,15 @@ NbMoTa alloy (``--model bcc_alloy``, the vacancy KMC with the stand-in barriers 
 ``micro.model: bcc_alloy``; defaults are ``workflows/nbmota-quick.yaml``: 2000 K,
 ``--size 16`` cells = 8192 sites, ``--small 8`` = 1024 sites with one vacancy, so 8
 vacancies in the large lattice, ``--pair-duration 1.0`` and ``--interval 8.0`` in units of
-``--time-scale 1e-9`` s, 16 snapshots per run, seam relaxation ``--relax-jumps 7``,
-``random_fraction`` 0 and ``--tiles-per-pair 1``, the workflow's)::
+``--time-scale 1e-9`` s, 16 snapshots per run, ``--tiling replicate`` (exact replicas, the
+workflows'; ``mixed``: the authors' tiling with seam relaxation ``--relax-jumps 7``),
+``random_fraction`` 0 and ``--tiles-per-pair 1`` (the workflows evolve ``all``))::
 
     python benchmarks/bench_partial_cost.py --model bcc_alloy --pairs 1024 \
         --json benchmarks/results/partial_cost_alloy.json
 
 The method's block is 1024-site runs from random equimolar states (a snapshot every
-``interval``), the shifted tiling + seam relaxation to 8192 sites, and one vacancy's
+``interval``), the upsampling to 8192 sites (``--tiling``), and one vacancy's
 16^3-voxel window run for ``pair_duration`` per pair (``--tiles-per-pair all``: all 8).
 Direct: n/spr whole 8192-site KMC runs (all 8 vacancies) from random equimolar states,
 a snapshot every ``interval`` (the first is the random start, as in the small runs),
@@ -176,6 +177,8 @@ def main() -> None:
     ap.add_argument("--time-scale", type=float, default=1e-9, help="bcc_alloy: seconds per stage time unit")
     ap.add_argument("--lam", type=float, default=0.5, help="bcc_alloy: micro.barrier.lambda")
     ap.add_argument("--relax-jumps", type=int, default=7, help="bcc_alloy: partial.relax_jumps")
+    ap.add_argument("--tiling", default="replicate", choices=("replicate", "mixed"),
+                    help="bcc_alloy: partial.tiling (default replicate, the workflows'; mixed, the authors')")
     ap.add_argument("--throughput-time", type=float, default=4000.0,
                     help="bcc_alloy: length of the large-lattice throughput run (stage units; the small-lattice "
                          "one runs K times longer)")
@@ -192,7 +195,8 @@ def main() -> None:
         if len(sizes) != 1:
             raise SystemExit("bcc_alloy: one small size (--small)")
         system = AlloySystem(a.temperature, cells=a.size, lam=a.lam, relax_jumps=a.relax_jumps,
-                             time_scale=a.time_scale, small_cells=sizes[0], snapshots_per_run=a.snapshots_per_run)
+                             time_scale=a.time_scale, small_cells=sizes[0], snapshots_per_run=a.snapshots_per_run,
+                             tiling=a.tiling)
         random_fraction = 0.0
         system.warmup()
     else:

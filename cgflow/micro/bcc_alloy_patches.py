@@ -1142,12 +1142,17 @@ def upsample(small_configs, factor: int, rng, n_configs: int | None = None, para
     else:
         src = rng.integers(0, small.shape[0], size=(B, K))
         shifts = 2 * rng.integers(0, cs, size=(B, K, 3)) if shift else np.zeros((B, K, 3), np.int64)
+    if replicate:  # large voxel V holds small voxel (V + shift) mod 2 cs: one gather per output
+        vox = ba.lattice_tables(cells).voxels.astype(np.int64)
+        grid = ba.voxel_sites(cs)
+        for b in range(B):
+            q = (vox + shifts[b, 0]) % (2 * cs)
+            big[b] = small[src[b, 0]][grid[q[:, 0], q[:, 1], q[:, 2]]]
+        return big
     for b in range(B):
         for J in range(K):
             perm = ba.window_sites(cs, cs, tuple(int(x) for x in shifts[b, J]))
             big[b, blocks[J]] = small[src[b, J]][perm]
-    if replicate:
-        return big
     if params is not None and relax_jumps > 0:
         big, _ = _relax(big, params, relax_window, 2 * cs, relax_jumps, rng, None, relax_offset)
     centres = np.array([b_[int(np.flatnonzero((ba.lattice_tables(cs).voxels == cs).all(axis=1))[0])]

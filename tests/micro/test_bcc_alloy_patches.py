@@ -458,5 +458,16 @@ def test_replicated_tiling_is_an_exact_replica():
         np.testing.assert_array_equal(np.bincount(x, minlength=4), 8 * np.bincount(small[0], minlength=4))
         # the SRO of one of the sources, exactly (pair and species counts are K times the source's)
         assert np.min(np.abs(ba.sro(x, 8)[None, :] - src_sro).max(axis=1)) < 1e-12
+    # the gather is the block-by-block tiling of the shifted source (window_sites), bitwise
+    r1, r2 = np.random.default_rng(9), np.random.default_rng(9)
+    rep = upsample(small, 2, r1, n_configs=6, params=big_params, replicate=True)
+    src = r2.integers(0, small.shape[0], size=6)
+    shifts = 2 * r2.integers(0, 4, size=(6, 3))
+    for x, k, sh in zip(rep, src, shifts):
+        expect = np.empty_like(x)
+        for J in range(8):
+            origin = (8 * (J // 4), 8 * ((J // 2) % 2), 8 * (J % 2))
+            expect[ba.window_sites(8, 4, origin)] = small[k][ba.window_sites(4, 4, tuple(int(v) for v in sh))]
+        np.testing.assert_array_equal(x, expect)
     # and of mixed tilings of these ordered snapshots it is not
     assert np.abs(ba.sro(a, 8)[:, 3] - src_sro[:, 3].mean()).max() > 1e-3
