@@ -776,7 +776,7 @@ def _sro_kernel(c, nn1, out):
 
 #: Up to this many vacancies the kernel keeps the per-vacancy totals in a flat array (selected
 #: and summed linearly, and all checked after a jump); above, a sum tree and coarse blocks.
-#: Measured at 8192 sites, 8 vacancies: 200 -> 173 ns per event (benchmarks/bench_bcc_alloy.py).
+#: Measured at 8192 sites, 8 vacancies: 200 -> 178 ns per event (benchmarks/bench_bcc_alloy.py).
 _LINEAR_SCAN = 16
 
 

@@ -1094,7 +1094,8 @@ def upsample(small_configs, factor: int, rng, n_configs: int | None = None, para
         Shift every block cyclically by a random even voxel offset (default True).
     replicate : bool
         All K blocks of an output are one small configuration with one shift: an exact
-        periodic replica (as the spins' 2 x 2 replication) instead of K independent draws.
+        periodic replica (the periodic small lattice tiled K times) instead of K independent
+        draws.
         Below the ordering temperature independently ordered blocks meet at antiphase seams
         that no short relaxation heals (measured at 1200 K: small snapshots delta_MoMo -0.51,
         mixed tilings -0.43); a replica keeps the small system's order. A replica has no
@@ -1134,21 +1135,19 @@ def upsample(small_configs, factor: int, rng, n_configs: int | None = None, para
         ba.check_count(relax_jumps, "relax_jumps")
         _check_window(relax_window, cells, "relax_window")
     big = np.empty((B, 2 * cells**3), np.int8)
-    blocks = [ba.window_sites(cells, cs, (2 * cs * (J // (f * f)), 2 * cs * ((J // f) % f), 2 * cs * (J % f)))
-              for J in range(K)]
-    if replicate:  # one source and one shift per output (an even-voxel shift is a whole-cell translation)
-        src = np.repeat(rng.integers(0, small.shape[0], size=(B, 1)), K, axis=1)
-        shifts = np.repeat(2 * rng.integers(0, cs, size=(B, 1, 3)), K, axis=1) if shift else np.zeros((B, K, 3), np.int64)
-    else:
-        src = rng.integers(0, small.shape[0], size=(B, K))
-        shifts = 2 * rng.integers(0, cs, size=(B, K, 3)) if shift else np.zeros((B, K, 3), np.int64)
-    if replicate:  # large voxel V holds small voxel (V + shift) mod 2 cs: one gather per output
+    if replicate:  # one source and one shift per output; large voxel V holds small voxel (V + shift) mod 2 cs
+        src = rng.integers(0, small.shape[0], size=B)
+        shifts = 2 * rng.integers(0, cs, size=(B, 3)) if shift else np.zeros((B, 3), np.int64)
         vox = ba.lattice_tables(cells).voxels.astype(np.int64)
         grid = ba.voxel_sites(cs)
         for b in range(B):
-            q = (vox + shifts[b, 0]) % (2 * cs)
-            big[b] = small[src[b, 0]][grid[q[:, 0], q[:, 1], q[:, 2]]]
+            q = (vox + shifts[b]) % (2 * cs)
+            big[b] = small[src[b]][grid[q[:, 0], q[:, 1], q[:, 2]]]
         return big
+    src = rng.integers(0, small.shape[0], size=(B, K))
+    shifts = 2 * rng.integers(0, cs, size=(B, K, 3)) if shift else np.zeros((B, K, 3), np.int64)
+    blocks = [ba.window_sites(cells, cs, (2 * cs * (J // (f * f)), 2 * cs * ((J // f) % f), 2 * cs * (J % f)))
+              for J in range(K)]
     for b in range(B):
         for J in range(K):
             perm = ba.window_sites(cs, cs, tuple(int(x) for x in shifts[b, J]))
