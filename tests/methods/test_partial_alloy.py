@@ -174,3 +174,27 @@ def test_a_conditioned_run_goes_end_to_end_with_per_temperature_results(tmp_path
     paths = model.rollout(z0, 0.5, 40, (5, stage_id("rollout"), 0, 0), save_every=10, conditions=temps)
     np.testing.assert_array_equal(paths.reshape(3, 8, 5, 6).mean(axis=1),
                                   tree["rollout"]["z_mean"].sel(variant="method", small_size=4).values)
+
+
+def test_independent_tiling_is_k_small_systems_side_by_side_each_evolved_as_itself():
+    """tiling: independent -- every tile of a large state is one pool snapshot kept whole (its vacancy, its
+    composition), z0 is the mean of the tiles' own periodic SRO, and a tile run starts from exactly its small
+    system (the torus cut out of the tile, before = that snapshot's SRO); random states are K random small systems."""
+    system = AlloySystem(800.0, cells=8, small_cells=4, snapshots_per_run=2, tiling="independent")
+    assert system.boundary == "periodic"
+    pool = system.small_snapshots(4, 2, 50.0, 4, np.random.default_rng(1))
+    big = system.upsample(pool, np.random.default_rng(2))
+    z_pool = ba.sro(pool, 4)
+    tiles = system.patch_model.tile_observables(big, 4, "periodic")  # (B, 8, 6)
+    assert np.isclose(tiles.reshape(-1, 1, 6), z_pool[None], rtol=0, atol=1e-12).all(-1).any(1).all()
+    assert np.all((big == 0).sum(1) == 8)
+    for J in range(8):
+        before, _, inc, dt = system.patch_model.evolve_tiles(big, 4, np.full(len(big), J), None, "periodic",
+                                                             np.random.default_rng(3), duration=2.0)
+        assert np.isclose(before[:, None, :], tiles, rtol=0, atol=1e-12).all(-1).any(1).all()
+        assert np.all(dt == 2.0) and np.all(np.isfinite(inc))
+    rand = system.random_states(3, np.random.default_rng(4))
+    assert np.all((rand == 0).sum(1) == 8)
+    assert np.all(np.isfinite(system.patch_model.tile_observables(rand, 4, "periodic")))
+    with pytest.raises(ValueError, match="tile_windows"):
+        system.patch_model.evolve_tiles(big, 4, None, None, "frozen", np.random.default_rng(3), duration=2.0)

@@ -211,10 +211,11 @@ def _alloy_schema() -> dict[str, Any]:
         tiles_per_pair=Field("strnum", required=False, default="1", doc="windows evolved and averaged per pair"),
         relax_jumps=Field("int", required=False, default=7, minimum=0,
                           doc="jumps per vacancy per seam-relaxation window of the upsampling (the authors' 7)"),
-        tiling=Field("str", required=False, default="mixed", choices=("mixed", "replicate"),
-                     doc="mixed: a large state tiles K same-time snapshots (the authors'); replicate: one snapshot "
-                         "K times, exactly (keeps the order of an ordering alloy: no antiphase seams, no vacancy "
-                         "moved)"),
+        tiling=Field("str", required=False, default="mixed", choices=("mixed", "independent", "replicate"),
+                     doc="mixed: a large state tiles K same-time snapshots, seam-relaxed (the authors'); "
+                         "independent: K same-time snapshots kept whole, every tile run its own small system "
+                         "(periodic torus; no seams to read); replicate: one snapshot K times, exactly (no seams, "
+                         "but all K tiles alike)"),
         dress_jumps=Field("int", required=False, default=64, minimum=0,
                           doc="every placed vacancy runs inside its block for the time of about this many jumps "
                               "in a random alloy before the window runs (its neighbourhood settles; a fixed time "

@@ -525,8 +525,13 @@ class AlloySystem(TemperatureConditioned):
         its own (measured at 800 K on exact replicas: mean 8-unit window increment of
         delta_MoMo +0.0001 +- 0.0003 undressed, -0.0010 +- 0.0003 after 64 jumps, +0.0000
         after a fixed 8 units).
-    tiling : {"mixed", "replicate"}
+    tiling : {"mixed", "independent", "replicate"}
         ``mixed``: the K blocks of a large state are K same-time snapshots (the authors');
+        ``independent``: K same-time snapshots kept whole, and every tile run is the tile's
+        small system itself (a periodic torus; :attr:`boundary` is ``periodic``): the large
+        system as K independent small systems, the assumption behind lambda = K
+        (REFERENCE-002 §0), so the pairs carry the tile-to-tile spread of the small systems'
+        states that a replica lacks and no seam defect;
         ``replicate``: one snapshot replicated K times, exactly (no antiphase seams between
         independently ordered blocks, no vacancy moved; for ordering temperatures).
     """
@@ -549,7 +554,6 @@ class AlloySystem(TemperatureConditioned):
     state_dtype: ClassVar[type] = np.int8
     start_dim: ClassVar[str] = "start"
     exact_laws: ClassVar[bool] = False
-    boundary: ClassVar[str] = "frozen"
     random_state_text: ClassVar[str] = "random equimolar configuration, one vacancy per small-system block"
 
     @classmethod
@@ -586,6 +590,11 @@ class AlloySystem(TemperatureConditioned):
         return self.at_temperature(self.temperatures[index])
 
     @property
+    def boundary(self) -> str:
+        """``periodic`` (each tile its own small system) with independent tiling, else ``frozen``."""
+        return "periodic" if self.tiling == "independent" else "frozen"
+
+    @property
     def starts(self) -> tuple:
         """One test start per test temperature (a conditioned system), else the single random start."""
         return self.test_temperatures if self.temperatures else (0,)
@@ -613,7 +622,10 @@ class AlloySystem(TemperatureConditioned):
         """The window partial evolution (:class:`~cgflow.micro.bcc_alloy_patches.BccAlloyPatchModel`), in stage time."""
         from ...micro.bcc_alloy_patches import BccAlloyPatchModel
 
-        return ScaledTimePatchModel(BccAlloyPatchModel(self.params()), self.time_scale)
+        tiles = self.tiling == "independent"  # the window is the small system's own tile
+        model = BccAlloyPatchModel(self.params(), window_voxels=2 * self.small_cells if tiles else 16,
+                                   tile_windows=tiles)
+        return ScaledTimePatchModel(model, self.time_scale)
 
     @property
     def large_vacancies(self) -> int:
@@ -648,7 +660,10 @@ class AlloySystem(TemperatureConditioned):
                                   "neural barrier model)", time_unit=self.time_unit)
 
     def pair_attrs(self) -> dict:
-        if self.tiling == "replicate":
+        if self.tiling == "independent":
+            upsampling = ("K same-time small snapshots side by side, each kept whole (no relaxation, no vacancy "
+                          "moved); every tile run is its own small system (periodic torus)")
+        elif self.tiling == "replicate":
             upsampling = ("one small snapshot replicated exactly (no seams, so no seam relaxation; its vacancy kept "
                           "in every block where it settled, not dressed)")
         else:
@@ -657,7 +672,9 @@ class AlloySystem(TemperatureConditioned):
                           f"for the time of {self.dress_jumps} jumps in a random alloy")
         return dict(boundary=self.boundary, upsampling_hint="fewer partial.relax_jumps (seam relaxation)",
                     upsampling=upsampling,
-                    tile_runs="one vacancy's 16^3-voxel window, real surroundings frozen, the vacancy free to leave")
+                    tile_runs=("the tile holding the vacancy, as its own periodic small system" if self.tiling ==
+                               "independent" else
+                               "one vacancy's 16^3-voxel window, real surroundings frozen, the vacancy free to leave"))
 
     @property
     def test_starts(self) -> tuple:
@@ -715,8 +732,8 @@ class AlloySystem(TemperatureConditioned):
             same_time = idx[idx % self.snapshots_per_run == k]
             out[same_time] = upsample(pool[same_time], self.cells // small, rng, n_configs=len(same_time),
                                       params=self.params(), relax_jumps=self.relax_jumps,
-                                      replicate=self.tiling == "replicate")
-        if self.tiling == "replicate":  # the small systems' own vacancies, settled where they are: no dressing
+                                      replicate=self.tiling == "replicate", independent=self.tiling == "independent")
+        if self.tiling in ("replicate", "independent"):  # the small systems' own vacancies, settled: no dressing
             return out
         return dress_vacancies(out, self.params(), small, self.dress_jumps, rng)
 
@@ -724,6 +741,12 @@ class AlloySystem(TemperatureConditioned):
         from ...micro import bcc_alloy as ba
         from ...micro.bcc_alloy_patches import dress_vacancies
 
+        if self.tiling == "independent":  # K independent random small systems side by side
+            from ...micro.bcc_alloy_patches import upsample
+
+            K = self.n_tiles(self.small_cells)
+            small = ba.random_configuration(self.small_cells, self.small_vacancies, rng, n_configs=n * K)
+            return upsample(small, self.cells // self.small_cells, rng, n_configs=n, independent=True)
         states = ba.random_configuration(self.cells, self.large_vacancies, rng, n_configs=n)
         return dress_vacancies(states, self.params(), self.small_cells, self.dress_jumps, rng)
 
