@@ -78,6 +78,16 @@ def test_bad_specs_exit_2_naming_the_key(tmp_path, change, key):
     assert_bad_spec_exits_2(replace_section(SPEC, change), tmp_path, key)
 
 
+@pytest.mark.parametrize("tiling", ["independent", "replicate, tiles_per_pair: all"])
+def test_one_vacancy_per_small_system_for_independent_and_replicated_tiles(tmp_path, tiling):
+    """A tile run of independent tiling is its small system with its one vacancy, and several replicated tiles per
+    pair pick one vacancy per tile: more vacancies per small system exit 2 naming micro.vacancies, nothing written."""
+    spec = replace_section(SPEC, "micro: {model: bcc_alloy, temperature: 2000.0, cells: 8, vacancies: 2}")
+    part = "partial: {small_size: 4, pairs: 64, block: 32, pair_duration: 1.0, snapshots_per_run: 4, " \
+           "snapshot_interval: 4.0, tiling: " + tiling + "}"
+    assert_bad_spec_exits_2(replace_section(spec, part), tmp_path, "micro.vacancies")
+
+
 def test_a_small_run_goes_end_to_end(tmp_path):
     from cgflow import open_run
 

@@ -471,6 +471,13 @@ def _check_alloy(d: dict, problems: list) -> None:
                                                        f"lattice is not divisible into tiles), got {int(sizes[0])}"))
     if (d.get("closure", {}).get("latent") or 0) > 0:
         problems.append(("closure.latent", "the alloy's closure is its six SRO parameters (REFERENCE-002 §1c): use 0"))
+    tiling, per_pair = part.get("tiling"), str(part.get("tiles_per_pair", "1")).strip().lower()
+    if (micro.get("vacancies") or 1) > 1 and (tiling == "independent" or (tiling == "replicate" and per_pair not in
+                                                                          ("1", "1.0"))):
+        why = ("a tile run is its small system with its one vacancy" if tiling == "independent" else
+               "several tiles per pair pick one vacancy per tile")
+        problems.append(("micro.vacancies", f"partial.tiling: {tiling} needs one vacancy per small system ({why}), "
+                                            f"got {micro['vacancies']}"))
     _check_temperatures(d, problems)
     d["stages"] = tuple(s for s in d.get("stages", ()) if s != "closure")
 
