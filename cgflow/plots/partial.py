@@ -7,7 +7,7 @@ import xarray as xr
 
 from ._common import pyplot
 
-__all__ = ["FIGURES", "drift_diffusion", "mmd_vs_lambda", "rollouts", "stationary_vs_temperature"]
+__all__ = ["FIGURES", "drift_diffusion", "mmd_vs_lambda", "rollouts", "sro_trajectories", "stationary_vs_temperature"]
 
 VARIANT_STYLE = {"method": dict(ls="-"), "baseline": dict(ls="--")}
 
@@ -139,6 +139,41 @@ def stationary_vs_temperature(tree: xr.DataTree):
     return fig
 
 
+def sro_trajectories(tree: xr.DataTree):
+    """The alloy's six SRO against time (REFERENCE-002 §1c, issue 12): direct large-lattice KMC (ensemble mean with a
+    2 SE band) and every variant's rollout mean, one colour per test start (temperature), log time axis."""
+    plt = pyplot()
+    roll = tree["rollout"].to_dataset().load()
+    truth = tree["truth"].to_dataset().load()
+    t = truth["time"].values
+    obs = [str(o) for o in truth["obs"].values]
+    dim = truth["z"].dims[0]
+    temps = truth["temperature"].values if "temperature" in truth.coords else [truth.attrs.get("temperature")]
+    shown = [v for v in roll["variant"].values if str(v) in VARIANT_STYLE]
+    Ls = roll["small_size"].values[0]
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7), constrained_layout=True, sharex=True)
+    keep = t > 0  # log axis
+    for k, (ax, name) in enumerate(zip(axes.flat, obs)):
+        for i in range(truth.sizes[dim]):
+            z = truth["z"].isel({dim: i, "obs": k}).values  # (replica, time)
+            mean, se = z.mean(0), z.std(0, ddof=1) / np.sqrt(z.shape[0])
+            label = f"{float(temps[i]):g} K" if temps[i] is not None else None
+            ax.fill_between(t[keep], (mean - 2 * se)[keep], (mean + 2 * se)[keep], color=f"C{i}", alpha=0.25, lw=0)
+            ax.plot(t[keep], mean[keep], color=f"C{i}", lw=2, alpha=0.6,
+                    label=f"direct KMC, {label}" if k == 0 else None)
+            for v in shown:
+                m = roll["z_mean"].sel(variant=v, small_size=Ls).isel(start=i, obs=k).values
+                ax.plot(t[keep], m[keep], color=f"C{i}", lw=1, **VARIANT_STYLE[str(v)],
+                        label=f"{v}, {label}" if k == 0 else None)
+        ax.set_xscale("log")
+        ax.set_title(f"delta_{name}", fontsize=9)
+        ax.set_xlabel(f"t ({truth.attrs.get('time_unit', '').split(' (')[0]})")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f"short-range order: learned SDE (small systems of {Ls} cells per side) vs direct "
+                 f"{truth.attrs.get('n_sites', '')}-site KMC (band: 2 SE)", fontsize=10)
+    return fig
+
+
 def _has(*groups):
     def ok(tree: xr.DataTree) -> bool:
         return "pairs" in tree.children and all(g in tree.children for g in groups) and "sde" in tree.children \
@@ -150,6 +185,8 @@ def _has(*groups):
 FIGURES = [
     ("partial_drift_diffusion", drift_diffusion, lambda tree: _has("sde")(tree) and "drift_exact" in tree["sde"]),
     ("partial_rollouts", rollouts, _has("rollout", "truth")),
+    ("partial_sro_trajectories", sro_trajectories,
+     lambda tree: _has("rollout", "truth")(tree) and "MoMo" in [str(o) for o in tree["truth"]["obs"].values]),
     ("partial_mmd_vs_lambda", mmd_vs_lambda, lambda tree: _has("evaluation")(tree) and "mmd2" in tree["evaluation"]
      and any(str(v).startswith("lambda=") for v in tree["sde"]["variant"].values)),
     ("partial_stationary_vs_temperature", stationary_vs_temperature,

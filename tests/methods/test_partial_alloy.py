@@ -99,6 +99,12 @@ def test_a_small_run_goes_end_to_end(tmp_path):
     # the window runs are observed at dt/4 and dt/2: the pair-duration self-check runs on the alloy too
     assert np.all(np.isfinite(tree["evaluation"]["dt_halving_ratio"].values))
     assert not tree["evaluation"].attrs["pair_duration_check"].startswith("not available")
+    # the alloy's figures: the first variable's rollouts and all six SRO against time (issue 12)
+    from cgflow.plots import plot_store
+
+    written = sorted(p.name for p in plot_store(store, tmp_path / "fig"))
+    assert written == ["partial_rollouts.png", "partial_sro_trajectories.png"]
+    assert all((tmp_path / "fig" / n).stat().st_size > 10_000 for n in written)
 
 
 # ----------------------------------------------------------------------------- temperature-conditioned SDE
