@@ -520,7 +520,8 @@ def _tile_sro_periodic_kernel(C, sites, pnb, out):
 
 def _torus_sro(configs, cells: int) -> np.ndarray:
     """:func:`~cgflow.micro.bcc_alloy.sro` of (B, N) configurations of a ``cells`` lattice, bitwise, by the numba
-    kernel (one tile = the whole torus; ~10x faster than the numpy reference at 1024 sites)."""
+    kernel (one tile = the whole torus; measured at 1024 sites, 24 calls of 128: 0.15 s against the numpy
+    reference's 2.40 s)."""
     sites, pnb = _periodic_tile_tables(cells, cells)
     out = np.empty((configs.shape[0], 1, 6))
     _tile_sro_periodic_kernel(np.ascontiguousarray(configs, dtype=np.int8), sites, pnb, out)
@@ -954,12 +955,9 @@ class BccAlloyPatchModel:
             raise ValueError(f"configs must have shape (B, N), got {arr.shape}")
         cs = _cells_of(arr.shape[1], "configs")
         c = ba.check_configuration(arr, cs, batch=True, name="configs")
-        if rng is None:
-            big = np.empty((c.shape[0], 16 * cs**3), np.int8)
-            for J in range(8):
-                o = tuple(2 * cs * x for x in (J >> 2 & 1, J >> 1 & 1, J & 1))
-                big[:, ba.window_sites(2 * cs, cs, o)] = c
-            return big
+        if rng is None:  # every block the configuration itself, unshifted
+            B = c.shape[0]
+            return _tile_blocks(c, np.repeat(np.arange(B)[:, None], 8, axis=1), np.zeros((B, 8, 3), np.int64), 2 * cs)
         return upsample(c, 2, rng, n_configs=c.shape[0], params=None)
 
     def relax_windows(self, configs, window: int, stride: int, n_events: int, boundary: str, rng,
@@ -1094,6 +1092,20 @@ def _place_vacancies_and_relabel(c, centres, rng):
         c[np.asarray(unassigned, dtype=np.int64)] = rng.permutation(np.asarray(deficit, dtype=np.int8))
 
 
+def _tile_blocks(small, src, shifts, cells: int) -> np.ndarray:
+    """(B, N) lattices of ``cells`` cells whose aligned block J of output b is small[src[b, J]] shifted cyclically by
+    shifts[b, J] voxels: large voxel V holds small voxel (V + shift) mod 2 cs (one gather per output)."""
+    cs = _cells_of(small.shape[1], "small_configs")
+    vox = ba.lattice_tables(cells).voxels.astype(np.int64)
+    block_of = ba.site_tiles(cells, cs)  # block J = (ti * f + tj) * f + tk, as the blocks of upsample
+    grid = ba.voxel_sites(cs)
+    big = np.empty((src.shape[0], 2 * cells**3), np.int8)
+    for b in range(src.shape[0]):
+        q = (vox + shifts[b][block_of]) % (2 * cs)
+        big[b] = small[src[b][block_of], grid[q[:, 0], q[:, 1], q[:, 2]]]
+    return big
+
+
 def upsample(small_configs, factor: int, rng, n_configs: int | None = None, params=None, relax_jumps: int = 7,
              relax_window: int = 16, relax_offset: int = 8, shift: bool = True, replicate: bool = False,
              independent: bool = False) -> np.ndarray:
@@ -1174,31 +1186,19 @@ def upsample(small_configs, factor: int, rng, n_configs: int | None = None, para
             raise ValueError(f"params must be a BccAlloyParams with cells = factor * cs = {cells}, got {params!r}")
         ba.check_count(relax_jumps, "relax_jumps")
         _check_window(relax_window, cells, "relax_window")
-    big = np.empty((B, 2 * cells**3), np.int8)
-    if replicate:  # one source and one shift per output; large voxel V holds small voxel (V + shift) mod 2 cs
-        src = rng.integers(0, small.shape[0], size=B)
-        shifts = 2 * rng.integers(0, cs, size=(B, 3)) if shift else np.zeros((B, 3), np.int64)
-        vox = ba.lattice_tables(cells).voxels.astype(np.int64)
-        grid = ba.voxel_sites(cs)
-        for b in range(B):
-            q = (vox + shifts[b]) % (2 * cs)
-            big[b] = small[src[b]][grid[q[:, 0], q[:, 1], q[:, 2]]]
-        return big
+    if replicate:  # one source and one shift per output, the same for all its blocks
+        src = np.repeat(rng.integers(0, small.shape[0], size=B)[:, None], K, axis=1)
+        one = 2 * rng.integers(0, cs, size=(B, 3)) if shift else np.zeros((B, 3), np.int64)
+        return _tile_blocks(small, src, np.repeat(one[:, None, :], K, axis=1), cells)
     src = rng.integers(0, small.shape[0], size=(B, K))
     shifts = 2 * rng.integers(0, cs, size=(B, K, 3)) if shift else np.zeros((B, K, 3), np.int64)
-    blocks = [ba.window_sites(cells, cs, (2 * cs * (J // (f * f)), 2 * cs * ((J // f) % f), 2 * cs * (J % f)))
-              for J in range(K)]
-    # one gather per output: large site -> its block J, and voxel (V + shift_J) mod 2 cs of source src_J
-    vox = ba.lattice_tables(cells).voxels.astype(np.int64)
-    block_of = ba.site_tiles(cells, cs)  # the same (ti, tj, tk) order as ``blocks``
-    grid = ba.voxel_sites(cs)
-    for b in range(B):
-        q = (vox + shifts[b][block_of]) % (2 * cs)
-        big[b] = small[src[b][block_of], grid[q[:, 0], q[:, 1], q[:, 2]]]
+    big = _tile_blocks(small, src, shifts, cells)
     if independent:
         return big
     if params is not None and relax_jumps > 0:
         big, _ = _relax(big, params, relax_window, 2 * cs, relax_jumps, rng, None, relax_offset)
+    blocks = [ba.window_sites(cells, cs, (2 * cs * (J // (f * f)), 2 * cs * ((J // f) % f), 2 * cs * (J % f)))
+              for J in range(K)]
     centres = np.array([b_[int(np.flatnonzero((ba.lattice_tables(cs).voxels == cs).all(axis=1))[0])]
                         for b_ in blocks], dtype=np.int64)
     for b in range(B):
